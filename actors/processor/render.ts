@@ -1,0 +1,180 @@
+/**
+ * Renders an envelope into its push format from the topic's template (output field → Liquid
+ * template). Templates are parsed once, at construction, so a bad one is reported at startup.
+ *
+ * Liquid (LiquidJS) is sandboxed: it interprets templates, never `eval`s them, and caller data is
+ * only ever a value in the scope — a `{{` inside `data` is printed, not evaluated. On top of that
+ * the engine here is locked down: strict variables and filters (a typo is an error, not an empty
+ * string), own properties only (no `constructor`/`__proto__` walks), no file system (`include`,
+ * `render` and `layout` tags do not exist), and limits on time, allocations and output size.
+ */
+import { Buffer } from "node:buffer";
+import { Context, Liquid, toValue, toValueSync, type Emitter, type Template } from "liquidjs";
+import type { TopicConfig } from "../../runtime/config/index.js";
+import type { Envelope, PushMessage } from "../../runtime/pipeline/types.js";
+
+/** Limits of one field's render. Every field has the defaults unless a test or bench says otherwise. */
+export interface RenderLimits {
+  /**
+   * Largest rendered field, in UTF-8 bytes; a larger one fails the render.
+   * @defaultValue 65536 (64 KiB)
+   */
+  maxFieldBytes?: number;
+  /**
+   * Time one field may take to render, in milliseconds (LiquidJS `renderLimit`).
+   * @defaultValue 250
+   */
+  maxRenderMs?: number;
+  /**
+   * Allocation budget of one field's render, in LiquidJS units (array elements / string characters
+   * created by ranges, filters like `join`, `reverse`, `json`). Stops `(1..100000000)` loops early.
+   * @defaultValue 4194304
+   */
+  memoryLimit?: number;
+}
+
+/** A template that did not parse: its topic, output field and LiquidJS's reason. */
+export interface TemplateError {
+  topic: string;
+  field: string;
+  error: string;
+}
+
+export type RenderResult =
+  | { ok: true; message: PushMessage }
+  | { ok: false; reason: "render" | "unknown-topic"; error: string };
+
+/** Tags that read other templates: with no file system they could only fail, so they do not parse. */
+const FILE_TAGS = ["include", "render", "layout"];
+
+type Field = { field: string; template: Template[] } | { field: string; error: string };
+
+/** Renders envelopes of the configured topics. Construct once per processor; `render` is sync. */
+export class Renderer {
+  readonly #liquid: Liquid;
+  readonly #topics = new Map<string, Field[]>();
+  readonly #maxFieldBytes: number;
+
+  constructor(topics: Record<string, TopicConfig>, limits: RenderLimits = {}) {
+    this.#maxFieldBytes = limits.maxFieldBytes ?? 65_536;
+    this.#liquid = new Liquid({
+      strictVariables: true,
+      strictFilters: true,
+      ownPropertyOnly: true,
+      // An empty in-memory template map instead of the disk: nothing can be looked up, ever.
+      templates: {},
+      // Same output on every node, whatever its local time zone.
+      timezoneOffset: 0,
+      renderLimit: limits.maxRenderMs ?? 250,
+      memoryLimit: limits.memoryLimit ?? 4_194_304,
+    });
+    for (const tag of FILE_TAGS) delete this.#liquid.tags[tag];
+
+    for (const [topic, config] of Object.entries(topics)) {
+      const fields = Object.entries(config.template ?? {}).map(([field, source]): Field => {
+        try {
+          return { field, template: this.#liquid.parse(source) };
+        } catch (err) {
+          return { field, error: errorText(err) };
+        }
+      });
+      this.#topics.set(topic, fields);
+    }
+  }
+
+  /** Templates that failed to parse; empty when every topic can render. Check it at startup. */
+  templateErrors(): TemplateError[] {
+    const errors: TemplateError[] = [];
+    for (const [topic, fields] of this.#topics) {
+      for (const f of fields) if ("error" in f) errors.push({ topic, field: f.field, error: f.error });
+    }
+    return errors;
+  }
+
+  /**
+   * Renders every output field of the envelope's topic. The scope is the envelope's `data` at top
+   * level (`{{ name }}`), the whole `data` as `data`, and the envelope's identity as `message`
+   * (`{{ message.id }}`, `.topic`, `.to`, `.createdAt`); `data` and `message` win over data keys of
+   * the same name, so a caller cannot forge `message.id`. Every failure is permanent: the same
+   * message and template fail the same way on a retry.
+   */
+  render(envelope: Envelope): RenderResult {
+    const fields = this.#topics.get(envelope.topic);
+    if (fields === undefined) {
+      return { ok: false, reason: "unknown-topic", error: `no template for topic ${JSON.stringify(envelope.topic)}: it is not configured` };
+    }
+    const message = {
+      id: envelope.id,
+      topic: envelope.topic,
+      ...(envelope.to === undefined ? {} : { to: envelope.to }),
+      createdAt: envelope.createdAt,
+    };
+    // Spread (not Object.assign) defines an own "__proto__" key instead of setting the prototype.
+    const scope = { ...envelope.data, data: envelope.data, message };
+    const rendered: Record<string, string> = {};
+    for (const f of fields) {
+      const where = `topic ${JSON.stringify(envelope.topic)} field ${JSON.stringify(f.field)}`;
+      if ("error" in f) return { ok: false, reason: "render", error: `${where}: the template does not parse: ${f.error}` };
+      try {
+        rendered[f.field] = this.#renderField(f.template, scope);
+      } catch (err) {
+        return { ok: false, reason: "render", error: `${where}: ${errorText(err)}` };
+      }
+    }
+    return {
+      ok: true,
+      message: {
+        id: envelope.id,
+        topic: envelope.topic,
+        ...(envelope.to === undefined ? {} : { to: envelope.to }),
+        createdAt: envelope.createdAt,
+        rendered,
+        data: envelope.data,
+      },
+    };
+  }
+
+  #renderField(template: Template[], scope: object): string {
+    const liquid = this.#liquid;
+    const ctx = new Context(scope, liquid.options, { sync: true }, { liquid });
+    // LiquidJS buffers output without bound; this emitter stops a runaway loop as soon as it passes the cap.
+    const emitter = new CappedEmitter(this.#maxFieldBytes);
+    toValueSync(liquid.renderer.renderTemplates(template, ctx, emitter));
+    const bytes = Buffer.byteLength(emitter.buffer);
+    if (bytes > this.#maxFieldBytes) throw new OutputTooLarge(this.#maxFieldBytes, `${bytes} bytes`);
+    return emitter.buffer;
+  }
+}
+
+/** Output buffer that throws once it holds more characters than the byte cap (each is ≥ 1 byte). */
+class CappedEmitter implements Emitter {
+  buffer = "";
+  constructor(private readonly maxBytes: number) {}
+
+  write(html: unknown): void {
+    this.buffer += stringify(html);
+    if (this.buffer.length > this.maxBytes) throw new OutputTooLarge(this.maxBytes, "more");
+  }
+}
+
+class OutputTooLarge extends Error {
+  override readonly name = "OutputTooLarge";
+  constructor(max: number, got: string) {
+    super(`rendered output is over the limit of ${max} bytes (got ${got})`);
+  }
+}
+
+/** LiquidJS's own emitter's conversion (drops valued, nullish → "", arrays joined). */
+function stringify(value: unknown): string {
+  const v: unknown = toValue(value);
+  if (typeof v === "string") return v;
+  if (v === null || v === undefined) return "";
+  if (Array.isArray(v)) return v.map(stringify).join("");
+  return String(v);
+}
+
+/** LiquidJS messages already name the variable and position (`undefined variable: nam, line:1, col:9`). */
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+

@@ -1,0 +1,53 @@
+/**
+ * The push channels: what the pusher actor imports. One channel instance per kind serves every
+ * topic of that kind; the topic config travels with each push.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { Names } from "../../../runtime/subjects.js";
+import type { Channel } from "./channel.js";
+import { NatsChannel, type NatsChannelOptions } from "./nats.js";
+import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
+
+export { pushPayload } from "./channel.js";
+export { NatsChannel } from "./nats.js";
+export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
+export { retryAfterMs, WebhookChannel } from "./webhook.js";
+export type { Channel } from "./channel.js";
+export type { NatsChannelOptions } from "./nats.js";
+export type { VerifyOptions } from "./signature.js";
+export type { WebhookChannelOptions } from "./webhook.js";
+
+/** A `topics.<name>.channel` value. */
+export type ChannelKind = TopicConfig["channel"];
+
+/** Every channel of a pusher, by kind. */
+export interface Channels {
+  readonly byKind: ReadonlyMap<ChannelKind, Channel>;
+  /** The channel that delivers `topic`'s messages. */
+  channelFor(topic: TopicConfig): Channel;
+  /** Closes every channel (waits for pushes in flight); the NATS connection stays open. */
+  close(): Promise<void>;
+}
+
+/**
+ * One channel per kind. `nc` is shared with the caller and not closed by the channels;
+ * `names.out(topic)` is the default subject of `nats` topics.
+ */
+export function createChannels(
+  nc: NatsConnection,
+  names: Pick<Names, "out">,
+  opts: { nats?: NatsChannelOptions; webhook?: WebhookChannelOptions } = {},
+): Channels {
+  const byKind = new Map<ChannelKind, Channel>([
+    ["nats", new NatsChannel(nc, names.out, opts.nats)],
+    ["webhook", new WebhookChannel(opts.webhook)],
+  ]);
+  return {
+    byKind,
+    channelFor: (topic) => byKind.get(topic.channel)!,
+    close: async () => {
+      await Promise.all([...byKind.values()].map((c) => c.close()));
+    },
+  };
+}

@@ -1,0 +1,143 @@
+/**
+ * The `webhook` channel: POSTs the push payload as JSON to the topic's `url`, signed with Standard
+ * Webhooks headers, over pooled keep-alive connections (see http-post.ts). Redirects are not
+ * followed.
+ */
+import { Buffer } from "node:buffer";
+import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
+import { encodePayload, InFlight, type Channel } from "./channel.js";
+import { post, PostTimeoutError, type PostResponse } from "./http-post.js";
+import { signWebhook } from "./signature.js";
+
+/** Options of {@link WebhookChannel}. */
+export interface WebhookChannelOptions {
+  /** `user-agent` of every request (a topic's `headers` may override it). @defaultValue "Herald-Webhooks/1" */
+  userAgent?: string;
+  /** Clock, in ms since epoch: the `webhook-timestamp` and HTTP-date `Retry-After`. @defaultValue Date.now */
+  now?: () => number;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+/** Longest wait a `Retry-After` may ask for, in ms; longer values are clamped. */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+/** Response bytes read to reuse the socket and quote errors; past this the body is cancelled. */
+const MAX_DRAIN_BYTES = 64 * 1024;
+const SNIPPET_CHARS = 200;
+
+export class WebhookChannel implements Channel {
+  readonly kind = "webhook" as const;
+  readonly #userAgent: string;
+  readonly #now: () => number;
+  readonly #inFlight = new InFlight();
+
+  constructor(opts: WebhookChannelOptions = {}) {
+    this.#userAgent = opts.userAgent ?? "Herald-Webhooks/1";
+    this.#now = opts.now ?? Date.now;
+  }
+
+  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+    if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "webhook channel is closed" });
+    return this.#inFlight.track(this.#push(msg, topic));
+  }
+
+  close(): Promise<void> {
+    return this.#inFlight.close();
+  }
+
+  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+    if (topic.channel !== "webhook") {
+      return { outcome: "dead", reason: "rejected", error: `webhook channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
+    }
+    const encoded = encodePayload(msg);
+    if ("dead" in encoded) return encoded.dead;
+    const body = encoded.body;
+    const timeoutMs = topic.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // Header values and URL parameters may hold tokens, and servers echo them back in errors:
+    // scrub them (and the secret) from every text we return.
+    const secrets = [topic.secret, ...Object.values(topic.headers ?? {})];
+    const scrub = (text: string) =>
+      secrets.reduce<string>((t, s) => (s !== undefined && s.length >= 8 ? t.split(s).join("***") : t), text);
+
+    let url: URL;
+    let where: string;
+    const h: Record<string, string> = { "user-agent": this.#userAgent };
+    try {
+      url = new URL(topic.url);
+      secrets.push(...url.searchParams.values(), decodeURIComponent(url.password));
+      where = `POST ${url.origin}${url.pathname}`; // no query string or credentials in texts
+      for (const [k, v] of Object.entries(topic.headers ?? {})) h[k.toLowerCase()] = v;
+      // Credentials in the URL are sent as basic auth, as curl does.
+      if ((url.username !== "" || url.password !== "") && h.authorization === undefined) {
+        const user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+        h.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
+      }
+      url.username = url.password = "";
+      const timestampSec = Math.floor(this.#now() / 1000);
+      h["content-type"] = "application/json";
+      h["webhook-id"] = msg.id;
+      h["webhook-timestamp"] = String(timestampSec);
+      if (topic.secret !== undefined) h["webhook-signature"] = signWebhook(topic.secret, msg.id, timestampSec, body);
+    } catch (err) {
+      // A bad URL in the topic's config: no retry can succeed.
+      return { outcome: "dead", reason: "rejected", error: scrub(`webhook request for topic ${msg.topic} cannot be built: ${describe(err)}`) };
+    }
+
+    let res: PostResponse;
+    try {
+      res = await post(url, h, body, timeoutMs, MAX_DRAIN_BYTES);
+    } catch (err) {
+      if (err instanceof PostTimeoutError) return { outcome: "retry", reason: `${where} timed out after ${timeoutMs} ms` };
+      if ((err as { code?: string }).code === "ERR_INVALID_CHAR" || (err as { code?: string }).code === "ERR_INVALID_HTTP_TOKEN") {
+        // A header value or name in the topic's config that HTTP cannot carry: permanent.
+        return { outcome: "dead", reason: "rejected", error: scrub(`webhook request for topic ${msg.topic} cannot be built: ${describe(err)}`) };
+      }
+      return { outcome: "retry", reason: scrub(`${where} failed: ${describe(err)}`) };
+    }
+    return classify(res, res.text, where, this.#now(), scrub);
+  }
+}
+
+function classify(res: PostResponse, text: string, where: string, nowMs: number, scrub: (t: string) => string): Outcome {
+  const s = res.status;
+  if (s >= 200 && s < 300) return { outcome: "delivered", detail: `${where} answered ${s}` };
+  let what = `webhook answered ${s}${res.statusText ? ` ${res.statusText}` : ""} to ${where}`;
+  if (s >= 300 && s < 400) {
+    const location = res.header("location");
+    what += ` (redirects are not followed${location ? `; location: ${location}` : ""})`;
+  }
+  const snippet = text.replace(/\s+/g, " ").trim();
+  if (snippet !== "") what += `: ${snippet.length > SNIPPET_CHARS ? `${snippet.slice(0, SNIPPET_CHARS)}…` : snippet}`;
+  what = scrub(what);
+  if (s === 408 || s === 429 || s >= 500) {
+    const after = s === 429 || s === 503 ? retryAfterMs(res.header("retry-after") ?? null, nowMs) : undefined;
+    return after === undefined ? { outcome: "retry", reason: what } : { outcome: "retry", reason: what, retryAfterMs: after };
+  }
+  return { outcome: "dead", reason: "rejected", error: what };
+}
+
+/**
+ * `Retry-After` in ms: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), clamped to [0, 1 h].
+ * Undefined when absent or unreadable (the backoff schedule applies then).
+ */
+export function retryAfterMs(value: string | null, nowMs: number): number | undefined {
+  if (value === null) return undefined;
+  const v = value.trim();
+  let ms: number;
+  if (/^\d+$/.test(v)) ms = Number(v) * 1000;
+  else {
+    const at = Date.parse(v);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - nowMs;
+  }
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+/** The useful text of a request error, with its causes. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  // Happy-eyeballs failures are an AggregateError without a message of their own.
+  if (err instanceof AggregateError && err.message === "") return err.errors.map(describe).join("; ");
+  const own = err.message || (err as { code?: string }).code || err.name;
+  return err.cause === undefined ? own : `${own}: ${describe(err.cause)}`;
+}

@@ -1,0 +1,248 @@
+/**
+ * Fault injection against a LocalCluster, every kind the runtime claims to survive:
+ *   - crash-actor:  the fault drill (`herald.ctl.<node>` crash-actor) on a random running actor of
+ *                   a random live node;
+ *   - kill-node:    SIGKILL of a random live node that is not the master, restarted a few seconds later;
+ *   - kill-master:  SIGKILL of the master, restarted a few seconds later;
+ *   - restart-nats: nats-server itself stopped and started again on its port, store kept.
+ * Each fault waits until the cluster is whole again (every node alive, every actor running) and
+ * records how long that took; a cluster that does not recover in time is a failed fault.
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { gatherStatus } from "../../runtime/cli/commands/status.js";
+import { decode, encode } from "../../runtime/codec.js";
+import { randomIndex } from "../../runtime/rules/random.js";
+import type { ControlReply } from "../../runtime/supervisor/supervisor.js";
+import type { ClusterStatus } from "../../runtime/supervisor/status.js";
+import { waitFor, type LocalCluster } from "../../runtime/testing/index.js";
+
+export const FAULT_KINDS = ["crash-actor", "kill-node", "kill-master", "restart-nats"] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface FaultRecord {
+  kind: FaultKind;
+  /** When it was injected, ms since the injector's start. */
+  atMs: number;
+  /** `n3/pusher-0`, `n2`, `nats-server`. */
+  target: string;
+  /** What happened and how recovery went. */
+  detail: string;
+  /** Injected, and the cluster whole again within the deadline. */
+  ok: boolean;
+}
+
+export interface FaultInjectorOptions {
+  /** Seeded source for every choice (targets, down times). */
+  random: () => number;
+  /** A SIGKILLed node stays down for a time drawn from [min, max], ms. @defaultValue [2000, 5000] */
+  downMs?: [number, number];
+  /** Deadline for the cluster to be whole again after a fault, ms. @defaultValue 30000 */
+  recoverTimeoutMs?: number;
+  /** Called with each record as soon as the fault is over. */
+  onFault?: (record: FaultRecord) => void;
+}
+
+/** Every configured node alive, and every actor of every node running. */
+export function whole(s: ClusterStatus): boolean {
+  return s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running"));
+}
+
+/**
+ * One status poll may take this long, ms. A request sent just as the broker goes away can wait
+ * for its full timeout; cutting it short keeps recovery times honest.
+ */
+const STATUS_ATTEMPT_MS = 3000;
+
+export class FaultInjector {
+  readonly log: FaultRecord[] = [];
+  private readonly t0 = performance.now();
+  private readonly random: () => number;
+  private readonly downMs: [number, number];
+  private readonly recoverTimeoutMs: number;
+
+  private constructor(
+    private readonly cluster: LocalCluster,
+    /** Our own connection, reconnecting fast, so a broker restart is not measured by a slow client. */
+    private readonly nc: NatsConnection,
+    private readonly opts: FaultInjectorOptions,
+  ) {
+    this.random = opts.random;
+    this.downMs = opts.downMs ?? [2000, 5000];
+    this.recoverTimeoutMs = opts.recoverTimeoutMs ?? 30_000;
+  }
+
+  /** Times our connection got back to the broker. */
+  private reconnects = 0;
+
+  static async start(cluster: LocalCluster, opts: FaultInjectorOptions): Promise<FaultInjector> {
+    const nc = await connect({ servers: cluster.nats.url, name: "chaos-faults", maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const injector = new FaultInjector(cluster, nc, opts);
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === "reconnect") injector.reconnects++;
+    })();
+    return injector;
+  }
+
+  async close(): Promise<void> {
+    await this.nc.close().catch(() => undefined);
+  }
+
+  /** Injects one fault and waits for recovery; never throws (a failure is a record with ok false). */
+  async inject(kind: FaultKind): Promise<FaultRecord> {
+    const atMs = performance.now() - this.t0;
+    let rec: Omit<FaultRecord, "kind" | "atMs">;
+    try {
+      rec = await this.run(kind);
+    } catch (err) {
+      rec = { target: "?", detail: `failed: ${err instanceof Error ? err.message : String(err)}`, ok: false };
+    }
+    const record = { kind, atMs, ...rec };
+    this.log.push(record);
+    this.opts.onFault?.(record);
+    return record;
+  }
+
+  private run(kind: FaultKind): Promise<Omit<FaultRecord, "kind" | "atMs">> {
+    switch (kind) {
+      case "crash-actor":
+        return this.crashActor();
+      case "kill-node":
+        return this.killNode(false);
+      case "kill-master":
+        return this.killNode(true);
+      case "restart-nats":
+        return this.restartNats();
+    }
+  }
+
+  private async crashActor() {
+    const s = await this.status();
+    const nodes = s.nodes.filter((n) => n.state === "alive" && n.actors.some((a) => a.state === "running"));
+    if (nodes.length === 0) throw new Error("no live node with a running actor");
+    const node = this.pick(nodes);
+    const actor = this.pick(node.actors.filter((a) => a.state === "running"));
+    const target = `${node.name}/${actor.id}`;
+    const t = performance.now();
+    const reply = decode<ControlReply>(
+      (await this.nc.request(`herald.ctl.${node.name}`, encode({ cmd: "crash-actor", actor: actor.id }), { timeout: 5000 })).data,
+    );
+    if (!reply.ok) return { target, detail: `drill refused: ${reply.error}`, ok: false };
+    const back = (st: ClusterStatus) =>
+      st.nodes.find((n) => n.name === node.name)?.actors.some((a) => a.id === actor.id && a.state === "running" && a.restarts > actor.restarts);
+    return this.recovered(target, t, "respawned", back);
+  }
+
+  private async killNode(master: boolean) {
+    const s = await this.status();
+    const lease = s.master?.node ?? undefined;
+    const live = s.nodes.filter((n) => n.state === "alive" && (master ? n.name === lease : n.name !== lease));
+    if (live.length === 0) throw new Error(master ? "no live master to kill" : "no live non-master node to kill");
+    const name = this.pick(live).name;
+    const down = this.downMs[0] + this.random() * (this.downMs[1] - this.downMs[0]);
+    const t = performance.now();
+    await this.cluster.kill(name, "SIGKILL");
+    let failover = "";
+    if (master) {
+      const next = await this
+        .waitStatus("a new master", (st) => !!st.master?.node && st.master.node !== name, this.recoverTimeoutMs)
+        .catch(() => undefined);
+      if (!next) return { target: name, detail: `no new master within ${this.recoverTimeoutMs} ms`, ok: false };
+      failover = `master → ${next.master!.node} (epoch ${next.master!.epoch}) in ${ms(t)}; `;
+    }
+    // The schedule's own timer: how long the node stays dead, not a wait for anything.
+    const left = down - (performance.now() - t);
+    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    this.cluster.startNode(name);
+    const r = await this.recovered(name, performance.now(), "whole again", whole);
+    return { ...r, detail: `${failover}down ${Math.round(down)} ms; ${r.detail}` };
+  }
+
+  private async restartNats() {
+    const t = performance.now();
+    const before = this.reconnects;
+    await this.cluster.nats.server.restart();
+    const outage = ms(t);
+    // A status request sent while our own client has not noticed the restart would wait its full
+    // timeout and inflate the recovery time: poll only once we are back.
+    await waitFor(() => this.reconnects > before, { timeoutMs: this.recoverTimeoutMs, intervalMs: 10, what: "our reconnect" });
+    const r = await this.recovered("nats-server", performance.now(), "cluster whole", whole);
+    return { ...r, detail: `server back in ${outage}; ${r.detail}` };
+  }
+
+  /** Waits for `pred`, and words how long it took (or that it never came). */
+  private async recovered(target: string, since: number, what: string, pred: (s: ClusterStatus) => boolean | undefined) {
+    try {
+      await this.waitStatus(what, (s) => !!pred(s), this.recoverTimeoutMs);
+      return { target, detail: `${what} in ${ms(since)}`, ok: true };
+    } catch {
+      return { target, detail: `NOT ${what} within ${this.recoverTimeoutMs} ms`, ok: false };
+    }
+  }
+
+  private status(): Promise<ClusterStatus> {
+    const c = this.cluster.config;
+    const config = { cluster: c.cluster, subjectPrefix: "herald", nodes: c.nodes, heartbeat: c.heartbeat };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no status within ${STATUS_ATTEMPT_MS} ms`)), STATUS_ATTEMPT_MS);
+    });
+    return Promise.race([gatherStatus(this.nc, config), late]).finally(() => clearTimeout(timer));
+  }
+
+  private async waitStatus(what: string, pred: (s: ClusterStatus) => boolean, timeoutMs: number): Promise<ClusterStatus> {
+    const found = await waitFor(
+      async () => {
+        const s = await this.status();
+        return pred(s) ? s : undefined;
+      },
+      { timeoutMs, intervalMs: 50, what },
+    );
+    return found!;
+  }
+
+  private pick<T>(xs: T[]): T {
+    return xs[randomIndex(this.random, xs.length)]!;
+  }
+}
+
+function ms(since: number): string {
+  return `${Math.round(performance.now() - since)} ms`;
+}
+
+export interface ScheduleOptions {
+  random: () => number;
+  /** Pause before each fault, drawn from [min, max], ms. */
+  gapMs: [number, number];
+  /** Faults beyond one of each kind, in random kinds. */
+  extra: number;
+  /** No new fault starts after this (performance.now()), except kinds not yet injected. */
+  endAt: number;
+}
+
+/**
+ * Runs a random sequence of faults, one at a time, with random pauses between them. The plan
+ * holds every kind at least once, shuffled among the extras; if time runs out, the extras are
+ * dropped but every kind not yet injected still is, so each run covers all of them.
+ */
+export async function runSchedule(injector: FaultInjector, opts: ScheduleOptions): Promise<FaultRecord[]> {
+  const plan: FaultKind[] = [...FAULT_KINDS, ...Array.from({ length: opts.extra }, () => FAULT_KINDS[randomIndex(opts.random, FAULT_KINDS.length)]!)];
+  shuffle(plan, opts.random);
+  const done = new Set<FaultKind>();
+  const out: FaultRecord[] = [];
+  for (const kind of plan) {
+    const late = performance.now() >= opts.endAt;
+    if (late && done.has(kind)) continue;
+    const gap = late ? opts.gapMs[0] : opts.gapMs[0] + opts.random() * (opts.gapMs[1] - opts.gapMs[0]);
+    await new Promise((r) => setTimeout(r, gap));
+    out.push(await injector.inject(kind));
+    done.add(kind);
+  }
+  return out;
+}
+
+function shuffle<T>(xs: T[], random: () => number): void {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = randomIndex(random, i + 1);
+    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+  }
+}

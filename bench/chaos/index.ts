@@ -1,0 +1,74 @@
+/**
+ * Chaos drills: a cluster under steady load while faults are injected, and the count of what came
+ * out. Shared by `bench/chaos.ts` (the long run) and `test/chaos.test.ts` (the bounded one).
+ */
+import { LocalCluster } from "../../runtime/testing/index.js";
+import type { RatePublisher } from "./publisher.js";
+import type { Sink } from "./sink.js";
+import { whole } from "./faults.js";
+
+export { FAULT_KINDS, FaultInjector, runSchedule, whole } from "./faults.js";
+export type { FaultInjectorOptions, FaultKind, FaultRecord, ScheduleOptions } from "./faults.js";
+export { RatePublisher } from "./publisher.js";
+export type { PublisherOptions } from "./publisher.js";
+export { Sink } from "./sink.js";
+
+/** Subjects of the chaos topic. */
+export const CHAOS_IN = "herald.in.demo";
+export const CHAOS_OUT = "herald.out.demo";
+
+/**
+ * A running cluster of `nodes` nodes, each with one ingest, sub-queue, processor and pusher, and
+ * the `demo` topic on the nats channel. Short AckWait so a killed holder's messages come back
+ * soon; retries practically unbounded so a long outage delays messages instead of killing them.
+ */
+export async function startChaosCluster(nodes: number): Promise<LocalCluster> {
+  const cluster = await LocalCluster.start({
+    nodes,
+    faultInjection: true,
+    actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
+    extra: {
+      topics: { demo: { channel: "nats" } },
+      pipeline: { ackWaitMs: 3000, duplicateWindowMs: 600_000, retry: { backoffMs: [200, 500, 1000], maxAttempts: 1000 } },
+    },
+  });
+  try {
+    cluster.startAll();
+    await cluster.waitStatus(`${nodes} nodes running`, (s) => s.nodes.length === nodes && whole(s), 60_000);
+    return cluster;
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
+
+export interface Tally {
+  published: number;
+  acked: number;
+  /** Publishes that failed (not owed delivery). */
+  notAcked: number;
+  deliveredUnique: number;
+  duplicates: number;
+  /** Acked ids never delivered. */
+  lost: number;
+  /** A few of the lost ids, to look up. */
+  lostSample: string[];
+}
+
+export function tally(pub: RatePublisher, sink: Sink): Tally {
+  const lostIds = pub.acked.filter((id) => !sink.has(id));
+  return {
+    published: pub.published,
+    acked: pub.acked.length,
+    notAcked: pub.failed,
+    deliveredUnique: sink.unique(),
+    duplicates: sink.duplicates(),
+    lost: lostIds.length,
+    lostSample: lostIds.slice(0, 10),
+  };
+}
+
+/** The run's last line, in the one format scripts grep for. */
+export function countsLine(t: Tally): string {
+  return `published=${t.published} acked=${t.acked} delivered_unique=${t.deliveredUnique} duplicates=${t.duplicates} lost=${t.lost}`;
+}

@@ -1,0 +1,108 @@
+/**
+ * Herald end to end: messages published with JetStream acks on `herald.in.bench`, pushed by the
+ * `nats` channel to a subscriber or by the `webhook` channel to a loopback HTTP server; latency
+ * from `createdAt` (when the queue stored the message) to arrival at the sink.
+ */
+import { jetstream } from "@nats-io/jetstream";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { LocalCluster, waitFor } from "../../runtime/testing/index.js";
+import { log, peakRssMiB, percentiles, publishAtRate, publishFullSpeed } from "./stats.js";
+import type { ThroughputResult } from "./raw.js";
+
+export interface HeraldScenario {
+  nodes: number;
+  channel: "nats" | "webhook";
+  count: number;
+  /** JetStream publish acks in flight at full speed. */
+  inflight: number;
+  /** Fixed offered load in msgs/s; absent: full speed. */
+  rate?: number;
+  /** `pipeline.maxInFlight` override. */
+  maxInFlight?: number;
+}
+
+export interface HeraldResult extends ThroughputResult {
+  /** Peak RSS of each node process (supervisor and all its actor threads), MiB. */
+  peakRssMiB: Record<string, number | undefined>;
+}
+
+interface Sink {
+  url?: string;
+  seen: Set<string>;
+  latencies: number[];
+  close(): Promise<void>;
+}
+
+function record(sink: Sink, body: { id: string; createdAt: number }): void {
+  if (sink.seen.has(body.id)) return;
+  sink.seen.add(body.id);
+  sink.latencies.push(Date.now() - body.createdAt);
+}
+
+async function webhookSink(): Promise<Sink> {
+  const sink: Sink = { seen: new Set(), latencies: [], close: async () => undefined };
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      record(sink, JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  sink.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/bench`;
+  sink.close = () => new Promise<void>((r) => {
+    server.close(() => r());
+    server.closeAllConnections();
+  });
+  return sink;
+}
+
+export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
+  const hook = s.channel === "webhook" ? await webhookSink() : undefined;
+  const topic = s.channel === "webhook" ? { channel: "webhook", url: hook!.url } : { channel: "nats" };
+  const c = await LocalCluster.start({
+    nodes: s.nodes,
+    actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
+    extra: {
+      topics: { bench: topic },
+      ...(s.maxInFlight ? { pipeline: { maxInFlight: s.maxInFlight } } : {}),
+    },
+  });
+  const sink: Sink = hook ?? { seen: new Set(), latencies: [], close: async () => undefined };
+  try {
+    if (!hook) {
+      c.nc.subscribe("herald.out.bench", { callback: (_e, m) => record(sink, m.json()) });
+      await c.nc.flush();
+    }
+    c.startAll();
+    await c.waitStatus(
+      "nodes running",
+      (st) => st.nodes.every((n) => n.state === "alive" && n.actors.every((a) => a.state === "running")),
+      60_000,
+    );
+    const js = jetstream(c.nc);
+    const publish = (i: number) => js.publish("herald.in.bench", JSON.stringify({ id: `h${i}`, data: { i } }));
+    let reported = 0;
+    const progress = setInterval(() => {
+      if (sink.seen.size - reported >= s.count / 5) {
+        reported = sink.seen.size;
+        log(`    ${sink.seen.size}/${s.count} delivered`);
+      }
+    }, 250);
+    const t0 = performance.now();
+    if (s.rate) await publishAtRate(s.count, s.rate, publish);
+    else await publishFullSpeed(s.count, s.inflight, publish);
+    await waitFor(() => sink.seen.size >= s.count, { timeoutMs: 600_000, intervalMs: 20, what: "every message at the sink" });
+    const secs = (performance.now() - t0) / 1000;
+    clearInterval(progress);
+    const rss: Record<string, number | undefined> = {};
+    for (const [name, n] of c.nodes) rss[name] = n.proc.pid === undefined ? undefined : await peakRssMiB(n.proc.pid);
+    return { msgsPerSec: s.count / secs, ...percentiles(sink.latencies), peakRssMiB: rss };
+  } finally {
+    await c.stop();
+    await sink.close();
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * `npm run bench`: Herald side by side with what a user would pick instead, in one run on one
+ * machine, so ratios are meaningful even where absolute figures drift.
+ *
+ *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
+ *                 [-- --only raw,herald,webhook,cluster,bullmq,recovery]
+ *
+ * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
+ * --trials: failover and respawn trials.
+ *
+ * Prints progress on stderr, one table with ratios on stdout, and writes bench/results/latest.json.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus, totalmem } from "node:os";
+import { parseArgs } from "node:util";
+import { findNatsServer } from "../runtime/nats/server.js";
+import { bullmq, redisReachable, type BullResult } from "./lib/bullmq.js";
+import { heraldEndToEnd, type HeraldResult } from "./lib/herald.js";
+import { rawJetStream, type ThroughputResult } from "./lib/raw.js";
+import { recovery, type RecoveryResult } from "./lib/recovery.js";
+import { log } from "./lib/stats.js";
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    count: { type: "string" },
+    trials: { type: "string" },
+    duration: { type: "string" },
+    inflight: { type: "string", default: "1000" },
+    only: { type: "string" },
+    out: { type: "string", default: "bench/results/latest.json" },
+  },
+});
+const quick = values.quick!;
+const count = Number(values.count ?? (quick ? 3000 : 20_000));
+const trials = Number(values.trials ?? (quick ? 1 : 5));
+const duration = Number(values.duration ?? (quick ? 3 : 10));
+for (const [flag, v] of [["--count", count], ["--trials", trials], ["--duration", duration]] as const) {
+  if (!Number.isFinite(v) || v <= 0) {
+    console.error(`herald bench: ${flag} must be a number > 0`);
+    process.exit(2);
+  }
+}
+const inflight = Number(values.inflight);
+const only = new Set((values.only ?? "raw,herald,webhook,cluster,bullmq,recovery").split(","));
+if (quick && !values.only) only.delete("cluster");
+
+interface Results {
+  raw?: ThroughputResult;
+  herald?: HeraldResult;
+  heraldHalf?: HeraldResult;
+  webhook?: HeraldResult;
+  cluster?: HeraldResult;
+  bullmq?: BullResult | { skipped: string };
+  recovery?: RecoveryResult;
+}
+
+async function main(): Promise<void> {
+  const r: Results = {};
+  const t0 = performance.now();
+  if (only.has("raw")) {
+    log(`raw JetStream: ${count} messages, ${inflight} acks in flight…`);
+    r.raw = await rawJetStream(count, inflight);
+  }
+  if (only.has("herald")) {
+    log(`Herald, 1 node, nats channel, full speed: ${count} messages…`);
+    r.herald = await heraldEndToEnd({ nodes: 1, channel: "nats", count, inflight });
+    const rate = Math.max(100, Math.round(r.herald.msgsPerSec / 2));
+    log(`Herald, 1 node, nats channel, fixed load ${rate} msgs/s (half of full speed) for ${duration} s…`);
+    r.heraldHalf = await heraldEndToEnd({ nodes: 1, channel: "nats", count: Math.round(rate * duration), inflight, rate });
+  }
+  if (only.has("webhook")) {
+    log(`Herald, 1 node, webhook channel to a loopback server: ${count} messages…`);
+    r.webhook = await heraldEndToEnd({ nodes: 1, channel: "webhook", count, inflight });
+  }
+  if (only.has("cluster")) {
+    log(`Herald, the 4-node example shape, nats channel: ${count} messages…`);
+    r.cluster = await heraldEndToEnd({ nodes: 4, channel: "nats", count, inflight });
+  }
+  if (only.has("bullmq")) {
+    if (await redisReachable()) {
+      log(`BullMQ on Redis 127.0.0.1:6379: ${count} no-op jobs, concurrency 50…`);
+      r.bullmq = await bullmq(count);
+    } else {
+      log("BullMQ: skipped (no Redis answering on 127.0.0.1:6379)");
+      r.bullmq = { skipped: "no Redis answering on 127.0.0.1:6379" };
+    }
+  }
+  if (only.has("recovery")) {
+    log(`recovery: ${trials} failover trials and ${trials} actor respawns on 4 nodes…`);
+    r.recovery = await recovery(trials);
+  }
+  const report = render(r);
+  process.stdout.write(report);
+  const out = {
+    date: new Date().toISOString(),
+    commit: git(),
+    machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, natsServer: natsVersion() },
+    options: { count, duration, trials, inflight, quick },
+    seconds: Math.round((performance.now() - t0) / 1000),
+    results: r,
+  };
+  await mkdir(new URL("../../bench/results/", import.meta.url), { recursive: true });
+  await writeFile(values.out!, `${JSON.stringify(out, null, 2)}\n`);
+  log(`wrote ${values.out} (${out.seconds} s)`);
+}
+
+function render(r: Results): string {
+  const n = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "-" : Math.round(x).toLocaleString("en-US"));
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : "-");
+  const rows: string[][] = [];
+  const bull = r.bullmq && "msgsPerSec" in r.bullmq ? r.bullmq : undefined;
+  const row = (name: string, x: ThroughputResult | undefined, extra = "", ratios = true) => {
+    if (!x) return;
+    const vsRaw = ratios ? ratio(x.msgsPerSec, r.raw?.msgsPerSec) : "-";
+    const vsBull = ratios ? ratio(x.msgsPerSec, bull?.msgsPerSec) : "-";
+    rows.push([name, n(x.msgsPerSec), n(x.p50), n(x.p95), n(x.p99), vsRaw, vsBull, extra]);
+  };
+  const rss = (x: HeraldResult | undefined) => (x ? `peak RSS/node ${Object.values(x.peakRssMiB).map((v) => v ?? "?").join("/")} MiB` : "");
+  row("raw JetStream publish + consume/ack", r.raw);
+  row("Herald 1 node, nats, full speed", r.herald, rss(r.herald));
+  // A fixed offered load: its latency is the point; its rate is what was offered.
+  row("Herald 1 node, nats, half load", r.heraldHalf, "latency at half of full speed", false);
+  row("Herald 1 node, webhook", r.webhook, rss(r.webhook));
+  row("Herald 4 nodes, nats", r.cluster, rss(r.cluster));
+  if (bull) row("BullMQ 50 workers (no-op jobs)", bull, `addBulk ${n(bull.addPerSec)}/s`);
+  else if (r.bullmq) rows.push(["BullMQ", "skipped", "", "", "", "", "", (r.bullmq as { skipped: string }).skipped]);
+  const head = ["scenario", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "÷ raw", "÷ BullMQ", "notes"];
+  const lines = [`| ${head.join(" | ")} |`, `| --- | ${head.slice(1).map(() => "---:").join(" | ")} |`, ...rows.map((x) => `| ${x.join(" | ")} |`)];
+  if (r.recovery) {
+    const f = r.recovery.failoverMs;
+    const a = r.recovery.respawnMs;
+    lines.push(
+      "",
+      `| recovery (heartbeat ${r.recovery.heartbeat.intervalMs}/${r.recovery.heartbeat.timeoutMs} ms) | p50 ms | max ms | trials |`,
+      "| --- | ---: | ---: | ---: |",
+      `| master failover: SIGKILL → new master active | ${n(f.p50)} | ${n(f.max)} | ${f.n} |`,
+      `| actor respawn: crash → running again | ${n(a.p50)} | ${n(a.max)} | ${a.n} |`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function git(): string | undefined {
+  try {
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function natsVersion(): string | undefined {
+  try {
+    return execFileSync(findNatsServer(), ["--version"], { encoding: "utf8" }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+main().then(
+  // Client libraries (Redis, NATS) may leave sockets closing: the run is over.
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

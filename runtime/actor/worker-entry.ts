@@ -1,0 +1,61 @@
+/**
+ * Entry module of every actor thread. It exposes the control API at once (comlink must be
+ * listening before any top-level await), then waits for `init` to learn which actor it is.
+ */
+import * as Comlink from "comlink";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { parseConfig } from "../config/index.js";
+import { createLogger } from "../log.js";
+import { connectNats } from "../nats/connect.js";
+import { parentEndpoint } from "../platform/index.js";
+import { names } from "../subjects.js";
+import type { Actor } from "./actor.js";
+import { loadActorFactory } from "./kinds.js";
+import type { ActorControl, ActorCounters, ActorInit } from "./protocol.js";
+
+let actor: Actor | undefined;
+let nc: NatsConnection | undefined;
+
+const control: ActorControl = {
+  async init(init: ActorInit): Promise<void> {
+    const log = createLogger(`${init.node}/${init.id}`);
+    // The supervisor already validated the config; parsing again gives this thread typed values.
+    const config = parseConfig(init.config, ".");
+    nc = await connectNats({ servers: init.servers, name: `herald:${init.node}:${init.id}` });
+    const createActor = await loadActorFactory(init.kind);
+    actor = createActor({ init, config, nc, names: names(init.subjectPrefix), log });
+    await actor.start();
+  },
+  ping: () => Date.now(),
+  stats(): ActorCounters {
+    return actor?.stats() ?? { processed: 0, failed: 0 };
+  },
+  async drain(timeoutMs: number): Promise<void> {
+    const work = (async () => {
+      await actor?.drain();
+      if (nc && !nc.isClosed()) await nc.drain();
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([work, deadline]);
+    clearTimeout(timer);
+  },
+  crash(reason: string): void {
+    // Thrown from a timer, outside comlink's handler, so it is uncaught and ends the thread
+    // exactly as a bug in an actor would.
+    setTimeout(() => {
+      throw new Error(`fault drill: ${reason}`);
+    }, 0);
+  },
+  hang(): void {
+    setTimeout(() => {
+      for (;;) {
+        // Spins until the supervisor's ping times out and it terminates this thread.
+      }
+    }, 0);
+  },
+};
+
+Comlink.expose(control, parentEndpoint());

@@ -1,0 +1,189 @@
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { decode } from "../../codec.js";
+import { errorText, HeraldError } from "../../errors.js";
+import { pipelineNames } from "../../pipeline/streams.js";
+import { monotonicNow } from "../../platform/index.js";
+import { MASTER_KEY, names, nodeKey } from "../../subjects.js";
+import { LivenessJudge, type Judgement } from "../../supervisor/liveness.js";
+import type { LeaseValue } from "../../supervisor/master-lease.js";
+import { parseRecord, type RegistryRecord } from "../../supervisor/registry.js";
+import {
+  assembleStatus,
+  collectorsBucket,
+  collectorStatusKey,
+  collectorView,
+  type ClusterStatus,
+  type CollectorStatus,
+  type NodeReport,
+} from "../../supervisor/status.js";
+import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { renderStatus } from "../render-status.js";
+
+export interface StatusFlags extends CommonFlags {
+  json?: boolean;
+}
+
+/** `herald status`: gathers every supervisor's answer, the registry and the lease. */
+export async function statusCommand(flags: StatusFlags): Promise<number> {
+  const loaded = await loadFromFlags(flags);
+  const nc = await connectCli(serversFor(flags, loaded));
+  try {
+    const status = await gatherStatus(nc, loaded.config);
+    process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+interface StatusConfig {
+  cluster: string;
+  subjectPrefix: string;
+  nodes: { name: string }[];
+  heartbeat: { intervalMs: number; timeoutMs: number };
+  /** Configured collectors (absent: none). */
+  collectors?: { name: string; kind: "postgres" | "http" }[];
+}
+
+export async function gatherStatus(nc: NatsConnection, config: StatusConfig): Promise<ClusterStatus> {
+  const n = names(config.subjectPrefix);
+  const kv = await openRegistryReadOnly(nc, n.registryBucket);
+  const configured = config.nodes.map((x) => x.name);
+  const [reports, records, counts] = await Promise.all([
+    collectReports(nc, n.status),
+    readRecords(kv, configured),
+    pipelineCounts(nc, config.subjectPrefix),
+  ]);
+  const lease = await readLease(kv);
+  let ownView: Record<string, Judgement> | undefined;
+  if (reports.length === 0 && records.size > 0) {
+    // No supervisor answered: judge liveness ourselves, over one timeout on our own clock.
+    ownView = await observe(kv, configured, config.heartbeat.timeoutMs + config.heartbeat.intervalMs, config.heartbeat.timeoutMs);
+  }
+  const status = assembleStatus({
+    cluster: config.cluster,
+    configured,
+    reports: reports.filter((r) => r.cluster === config.cluster),
+    records,
+    lease,
+    ownView,
+  });
+  const collectors = await collectorStatuses(nc, config.subjectPrefix, config.collectors ?? [], lease);
+  return { ...status, ...counts, collectors };
+}
+
+/**
+ * Each configured collector's status record (written by the collector after every collection),
+ * read by direct gets; a collector without a record, or with no bucket yet, shows as `waiting`.
+ */
+export async function collectorStatuses(
+  nc: NatsConnection,
+  prefix: string,
+  configured: { name: string; kind: "postgres" | "http" }[],
+  lease: { node: string | null; epoch: number } | null,
+): Promise<CollectorStatus[]> {
+  if (configured.length === 0) return [];
+  let kv: KV | undefined;
+  try {
+    kv = await new Kvm(nc).open(collectorsBucket(prefix));
+  } catch {
+    // No collector has run on this NATS yet.
+  }
+  const records = await Promise.all(
+    configured.map(async (c) => {
+      const e = await kv?.get(collectorStatusKey(c.name)).catch(() => null);
+      if (!e || e.operation !== "PUT") return undefined;
+      try {
+        return e.json<CollectorStatus>();
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  return configured.map((c, i) => collectorView(c, records[i], lease));
+}
+
+/**
+ * Messages waiting in the pipeline's streams. The queue and exception streams have work-queue
+ * retention, so their message counts are exactly what is not yet done; a stream that does not
+ * exist yet (cluster never started) counts 0.
+ */
+export async function pipelineCounts(nc: NatsConnection, prefix: string): Promise<Pick<ClusterStatus, "queue" | "exceptions">> {
+  const p = pipelineNames(prefix);
+  const jsm = await jetstreamManager(nc);
+  const count = async (stream: string) => {
+    try {
+      return (await jsm.streams.info(stream)).state.messages;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return 0;
+      throw new HeraldError("NATS", `cannot read stream ${stream}: ${errorText(err)}`);
+    }
+  };
+  const [pending, retrying, dead] = await Promise.all([count(p.queueStream), count(p.exceptionStream), count(p.dlqStream)]);
+  return { queue: { pending }, exceptions: { retrying, dead } };
+}
+
+async function openRegistryReadOnly(nc: NatsConnection, bucket: string): Promise<KV> {
+  try {
+    return await new Kvm(nc).open(bucket);
+  } catch (err) {
+    throw new HeraldError("NO_CLUSTER", `no Herald registry on this NATS (bucket ${bucket}: ${errorText(err)}): has the cluster been started?`);
+  }
+}
+
+/** Every supervisor's answer on the status subject; none (not an error) when no node answers. */
+export async function collectReports(nc: NatsConnection, subject: string): Promise<NodeReport[]> {
+  const out: NodeReport[] = [];
+  try {
+    const replies = await nc.requestMany(subject, undefined, { strategy: "stall", stall: 300, maxWait: 2000 });
+    for await (const m of replies) {
+      try {
+        out.push(decode<NodeReport>(m.data));
+      } catch {
+        // A malformed answer is ignored; the node then shows as judged by the others.
+      }
+    }
+  } catch {
+    // No responders: every node is down or unreachable; the registry still tells who they were.
+  }
+  return out;
+}
+
+/**
+ * The records of the configured nodes. Each is a direct get (a request with a timeout); the
+ * client's `keys()` listing is avoided because with a subject filter it can wait forever.
+ */
+export async function readRecords(kv: KV, nodes: string[]): Promise<Map<string, RegistryRecord>> {
+  const records = new Map<string, RegistryRecord>();
+  const entries = await Promise.all(nodes.map((n) => kv.get(nodeKey(n))));
+  entries.forEach((e, i) => {
+    const rec = e ? parseRecord(e) : undefined;
+    if (rec) records.set(nodes[i]!, rec);
+  });
+  return records;
+}
+
+async function readLease(kv: KV): Promise<{ node: string | null; epoch: number } | null> {
+  const e = await kv.get(MASTER_KEY);
+  if (!e || e.operation !== "PUT") return null;
+  try {
+    const v = e.json<LeaseValue>();
+    return { node: v.node, epoch: v.epoch };
+  } catch {
+    return null;
+  }
+}
+
+async function observe(kv: KV, nodes: string[], forMs: number, timeoutMs: number): Promise<Record<string, Judgement>> {
+  const judge = new LivenessJudge(timeoutMs);
+  const start = monotonicNow();
+  while (monotonicNow() - start <= forMs) {
+    for (const [name, rec] of await readRecords(kv, nodes)) judge.observe(name, rec, monotonicNow());
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const view: Record<string, Judgement> = {};
+  for (const name of judge.nodes()) view[name] = judge.judge(name, monotonicNow())!;
+  return view;
+}

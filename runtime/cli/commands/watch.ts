@@ -1,0 +1,38 @@
+import { HeraldError } from "../../errors.js";
+import { names } from "../../subjects.js";
+import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+
+export interface WatchFlags extends CommonFlags {
+  count?: string;
+}
+
+/**
+ * `herald watch TOPIC [--count N]`: prints each message the `nats` channel pushes for TOPIC, one
+ * JSON line each, until Ctrl-C (or N messages). The quickest way to see a push arrive.
+ */
+export async function watchCommand(topic: string | undefined, flags: WatchFlags): Promise<number> {
+  if (!topic) throw new HeraldError("USAGE", "herald watch needs a TOPIC (see the topics in the config)");
+  const loaded = await loadFromFlags(flags);
+  const t = loaded.config.topics[topic];
+  if (!t) {
+    const known = Object.keys(loaded.config.topics).join(", ") || "none";
+    throw new HeraldError("USAGE", `no topic "${topic}" in ${loaded.file} (topics: ${known})`);
+  }
+  if (t.channel !== "nats") {
+    throw new HeraldError("USAGE", `topic "${topic}" pushes to ${t.channel}, not NATS: only nats-channel topics can be watched`);
+  }
+  const max = flags.count === undefined ? Infinity : Number(flags.count);
+  if (!(max > 0) || !Number.isInteger(max === Infinity ? 1 : max)) {
+    throw new HeraldError("USAGE", `--count must be a whole number ≥ 1, got "${flags.count}"`);
+  }
+  const subject = t.subject ?? names(loaded.config.subjectPrefix).out(topic);
+  const nc = await connectCli(serversFor(flags, loaded));
+  const sub = nc.subscribe(subject, { max: max === Infinity ? undefined : max });
+  process.once("SIGINT", () => sub.unsubscribe());
+  // Announce only once the server has the subscription: nothing pushed after this line is missed.
+  await nc.flush();
+  process.stderr.write(`watching ${subject} (Ctrl-C to stop)\n`);
+  for await (const m of sub) process.stdout.write(`${new TextDecoder().decode(m.data)}\n`);
+  await nc.close();
+  return 0;
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+/**
+ * The `herald` command. Errors a user can fix are one line on stderr and exit code 1; usage
+ * errors exit 2; anything else is a bug and shows its stack.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ConfigError } from "../config/index.js";
+import { HeraldError } from "../errors.js";
+import { NatsServerMissingError, NatsServerStartError } from "../nats/server.js";
+import { dlqCommand } from "./commands/dlq.js";
+import { faultCommand } from "./commands/fault.js";
+import { pauseCommand } from "./commands/pause.js";
+import { publishCommand } from "./commands/publish.js";
+import { watchCommand } from "./commands/watch.js";
+import { rulesCommand } from "./commands/rules.js";
+import { startCommand } from "./commands/start.js";
+import { statusCommand } from "./commands/status.js";
+import { stopCommand } from "./commands/stop.js";
+
+export const HELP = `herald — message-push cluster runtime on NATS
+
+Usage:
+  herald start  [-c FILE] [--node NAME]      start every node of the config (and the embedded
+                                             nats-server), or with --node that node alone
+  herald status [-c FILE] [--json]           cluster status from the supervisors and the registry
+  herald stop   [-c FILE] [--node NAME]      set isStopServer: the node (or every node) drains and exits
+  herald publish TOPIC [--data JSON | --file F] [--to RECIPIENT] [--id ID]
+                                             submit a message (data: a JSON object, default {});
+                                             prints its id once it is durably queued (--id: your
+                                             own id; an id already queued is not queued again)
+  herald watch TOPIC [--count N]             print what the nats channel pushes for TOPIC, one JSON
+                                             line each, until Ctrl-C (or N messages)
+  herald rules get [--topic T] [--json]      the retrieval rules of topic T (or the default)
+  herald rules set [--topic T] (--json '{…}' | --file F)
+                                             merge the given fields over the stored rules (a null
+                                             field is removed); refused with the reason if invalid
+  herald pause  [--topic T]                  pause retrieval of topic T (or of all topics); ingest
+                                             continues and messages wait in the queue
+  herald resume [--topic T]                  resume retrieval of topic T (or of all topics)
+  herald dlq list [--topic T] [--json] [--limit N]
+                                             dead letters, oldest first (default limit 100)
+  herald dlq replay ID… | --all [--topic T]  put dead letters back on the queue, attempts reset
+  herald dlq purge [--topic T]               delete the dead letters (of topic T, or all)
+  herald fault crash-actor --node NAME --actor ID
+                                             fault drill: that actor's thread dies abruptly
+  herald fault hang-actor --node NAME --actor ID
+                                             fault drill: that actor's thread stops answering
+                                             (drills are refused unless the config sets
+                                             "faultInjection": true)
+  herald help                                this text
+
+Options:
+  -c, --config FILE   cluster config (default ./cluster.config.json)
+  --server URL        NATS server(s), comma-separated (default: NATS_URL, then the config)
+  --topic T           one topic (rules, pause, resume, dlq); without it: the default rules,
+                      all topics, every dead letter
+  -h, --help          this text
+
+Environment:
+  NATS_URL            NATS server(s) when --server is not given
+  HERALD_LOG          log level: debug, info (default), warn, error
+`;
+
+const common = {
+  config: { type: "string", short: "c" },
+  server: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} satisfies ParseArgsConfig["options"];
+
+const topic = { topic: { type: "string" } } satisfies ParseArgsConfig["options"];
+
+/** Options of each command; `rules` and `dlq` are keyed with their action, which decides the options. */
+const commands: Record<string, { options: ParseArgsConfig["options"]; positionals: number }> = {
+  start: { options: { ...common, node: { type: "string" } }, positionals: 0 },
+  status: { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
+  stop: { options: { ...common, node: { type: "string" } }, positionals: 0 },
+  fault: { options: { ...common, node: { type: "string" }, actor: { type: "string" } }, positionals: 1 },
+  publish: {
+    options: { ...common, data: { type: "string" }, file: { type: "string" }, to: { type: "string" }, id: { type: "string" } },
+    positionals: 1,
+  },
+  watch: { options: { ...common, count: { type: "string" } }, positionals: 1 },
+  "rules get": { options: { ...common, ...topic, json: { type: "boolean" } }, positionals: 0 },
+  // Here --json takes the rule's fields: `herald rules set --json '{"primary":"lifo"}'`.
+  "rules set": { options: { ...common, ...topic, json: { type: "string" }, file: { type: "string" } }, positionals: 0 },
+  pause: { options: { ...common, ...topic }, positionals: 0 },
+  resume: { options: { ...common, ...topic }, positionals: 0 },
+  "dlq list": { options: { ...common, ...topic, json: { type: "boolean" }, limit: { type: "string" } }, positionals: 0 },
+  "dlq replay": { options: { ...common, ...topic, all: { type: "boolean" } }, positionals: Infinity },
+  "dlq purge": { options: { ...common, ...topic }, positionals: 0 },
+};
+
+/** Commands whose first argument is an action with options of its own. */
+const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"] };
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  if (!command || isHelp(command)) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  let rest = args;
+  let name = command;
+  let action: string | undefined;
+  const known = actions[command];
+  if (known) {
+    action = args[0];
+    if (action !== undefined && isHelp(action)) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (action === undefined || !known.includes(action)) {
+      const shown = action === undefined ? "no action" : `unknown action "${action}"`;
+      throw new HeraldError("USAGE", `herald ${command}: ${shown}: use ${known.map((a) => `"herald ${command} ${a}"`).join(", ")}`);
+    }
+    name = `${command} ${action}`;
+    rest = args.slice(1);
+  }
+  const spec = commands[name];
+  if (!spec) throw new HeraldError("USAGE", `unknown command "${command}": run "herald help" for the list`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: spec.options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new HeraldError("USAGE", `herald ${name}: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const flags = parsed.values as Record<string, string | boolean | undefined>;
+  if (flags.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (parsed.positionals.length > spec.positionals) {
+    throw new HeraldError("USAGE", `herald ${name}: unexpected argument "${parsed.positionals[spec.positionals]}"`);
+  }
+  switch (command) {
+    case "start":
+      return startCommand(flags);
+    case "status":
+      return statusCommand(flags);
+    case "stop":
+      return stopCommand(flags);
+    case "fault":
+      return faultCommand(parsed.positionals[0], flags);
+    case "publish":
+      return publishCommand(parsed.positionals[0], flags);
+    case "watch":
+      return watchCommand(parsed.positionals[0], flags);
+    case "rules":
+      return rulesCommand(action, flags);
+    case "pause":
+    case "resume":
+      return pauseCommand(flags, command === "resume");
+    case "dlq":
+      return dlqCommand(action, parsed.positionals, flags);
+  }
+  return 2;
+}
+
+function isHelp(arg: string): boolean {
+  return arg === "help" || arg === "--help" || arg === "-h";
+}
+
+/** Errors the user can act on: printed as their message alone. */
+function isUserError(err: unknown): err is Error {
+  if (err instanceof HeraldError) return err.userError;
+  return err instanceof ConfigError || err instanceof NatsServerMissingError || err instanceof NatsServerStartError;
+}
+
+// A closed stdout or stderr (`herald status | head`, a parent that went away) is not an error of
+// ours: writes to it are dropped instead of raising EPIPE as an uncaught error.
+for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // A stopped node or launcher is done: leftover handles (sockets closing, timers) must not
+    // keep the process around after it has drained.
+    if (process.argv[2] === "start") process.exit(code);
+  },
+  (err: unknown) => {
+    if (isUserError(err)) {
+      process.stderr.write(`herald: ${err.message}\n`);
+      process.exitCode = err instanceof HeraldError && err.code === "USAGE" ? 2 : 1;
+      return;
+    }
+    process.stderr.write(`herald: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,342 @@
+/**
+ * The shape of `cluster.config.json`: every key, its default and its bounds. The descriptions here
+ * are the documentation: they are written into `cluster.config.schema.json` for editors.
+ * Cross-field rules (timeout vs interval, preset master, unique names and ports) are checked here
+ * too, so one validation pass reports every problem with its path.
+ */
+import * as z from "zod";
+import { rulesSchema } from "../rules/schema.js";
+import { checkCollectorTopics, collectors } from "./collectors.js";
+import { integer, mustBe } from "./errors.js";
+import { always, HEADER_NAME, name, port } from "./fields.js";
+
+/** The actor kinds a node runs, in pipeline order. */
+export const ACTOR_KINDS = ["ingest", "collector", "subqueue", "processor", "pusher"] as const;
+export type ActorKind = (typeof ACTOR_KINDS)[number];
+
+
+/** `nats://host:port`, `tls://host:port` or bare `host:port`, as nats.js accepts them. */
+const serverUrl = z
+  .string()
+  .refine(isServerUrl, { error: (issue) => mustBe("nats://HOST:PORT, tls://HOST:PORT or HOST:PORT", issue.input) });
+
+const nats = z
+  .strictObject({
+    embedded: z.boolean().default(false).describe("Start a nats-server with the cluster (`herald start`); false: use `servers`."),
+    host: z.string().min(1).default("127.0.0.1").describe("Listen host of the embedded nats-server."),
+    port: port.default(4333).describe("Client port of the embedded nats-server."),
+    storeDir: z
+      .string()
+      .min(1)
+      .default(".herald/nats")
+      .describe("JetStream store directory of the embedded nats-server; relative to the config file."),
+    servers: z
+      .array(serverUrl)
+      .min(1)
+      .optional()
+      .describe("NATS URLs every node and command connects to. Required when embedded is false; default: the embedded server."),
+  })
+  .superRefine((n, ctx) => {
+    if (n.embedded === false && n.servers === undefined) {
+      ctx.addIssue({ code: "custom", path: ["servers"], message: "required when nats.embedded is false" });
+    }
+  }, always)
+  .prefault({})
+  .describe("Where the NATS server is, or how to start the embedded one.");
+
+const heartbeat = z
+  .strictObject({
+    intervalMs: integer(50, 60_000).default(500).describe("Every node writes its registry record this often, in milliseconds."),
+    timeoutMs: integer(1)
+      .default(2000)
+      .describe("A node whose readMark has not advanced for this long (observer's clock, ms) is dead. At least 2 × intervalMs."),
+  })
+  .superRefine((h, ctx) => {
+    if (isInt(h.intervalMs) && isInt(h.timeoutMs) && h.timeoutMs < 2 * h.intervalMs) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["timeoutMs"],
+        message: `must be ≥ 2 × heartbeat.intervalMs = ${2 * h.intervalMs} (got ${h.timeoutMs}); one late beat must not count a node dead`,
+      });
+    }
+  }, always)
+  .prefault({})
+  .describe("Liveness: how often nodes beat and when a silent node counts as dead.");
+
+const master = z
+  .strictObject({
+    preset: z.string().optional().describe("Node that takes the master lease on first start. Default: the first node."),
+  })
+  .prefault({})
+  .describe("Master duty (a lease that fails over to the next live node).");
+
+const restart = z
+  .strictObject({
+    initialDelayMs: integer(0, 600_000).default(0).describe("Delay before the first restart of a crashed actor, in milliseconds."),
+    maxDelayMs: integer(0, 600_000).default(5000).describe("Cap of the exponential restart delay, in milliseconds."),
+    intensity: integer(1, 10_000).default(10).describe("Restarts allowed within periodMs before the actor is reported failed."),
+    periodMs: integer(1, 86_400_000).default(60_000).describe("Window the restart intensity is counted over, in milliseconds."),
+  })
+  .superRefine((r, ctx) => {
+    if (isInt(r.initialDelayMs) && isInt(r.maxDelayMs) && r.maxDelayMs < r.initialDelayMs) {
+      ctx.addIssue({ code: "custom", path: ["maxDelayMs"], message: `must be ≥ initialDelayMs (${r.initialDelayMs})` });
+    }
+  }, always)
+  .prefault({})
+  .describe("Restart policy for crashed actors.");
+
+const supervisor = z
+  .strictObject({
+    pingIntervalMs: integer(10, 600_000).default(1000).describe("How often the supervisor pings each actor thread, in milliseconds."),
+    pingTimeoutMs: integer(10, 600_000).default(2000).describe("An actor that has not answered a ping for this long is restarted, in milliseconds."),
+    drainTimeoutMs: integer(0, 600_000)
+      .default(10_000)
+      .describe("On stop, how long actors may finish in-flight messages before they are terminated, in milliseconds."),
+    restart,
+  })
+  .prefault({})
+  .describe("Per-node supervisor of the actor threads.");
+
+const http = z
+  .strictObject({
+    host: z.string().min(1).default("127.0.0.1").describe("Listen host of the HTTP ingest (each node's port is nodes[].http.port)."),
+    token: z.string().min(1).optional().describe("Bearer token required by POST /v1/messages. Absent: no authentication."),
+    maxBodyBytes: integer(1, 67_108_864).default(1_048_576).describe("Largest accepted request body, in bytes."),
+  })
+  .prefault({})
+  .describe("HTTP ingest (POST /v1/messages), served by nodes that set http.port.");
+
+const limits = z
+  .strictObject({
+    maxPayloadBytes: integer(1, 67_108_864).default(262_144).describe("Largest accepted message (encoded envelope), in bytes."),
+  })
+  .prefault({})
+  .describe("Size limits applied at ingest.");
+
+const retry = z
+  .strictObject({
+    backoffMs: z
+      .array(integer(0, 86_400_000))
+      .min(1)
+      .default(() => [1000, 5000, 30_000, 120_000, 600_000])
+      .describe("Delay before retry n (ms); the last value repeats for later retries."),
+    maxAttempts: integer(1, 1000).default(6).describe("Push attempts before a message becomes a dead letter (reason exhausted)."),
+  })
+  .prefault({})
+  .describe("Exception-queue retries of transient push failures.");
+
+const pipeline = z
+  .strictObject({
+    maxInFlight: integer(1, 10_000)
+      .default(64)
+      .describe("Messages a sub-queue actor has dispatched and not yet seen pushed. 1 makes deliveries complete in dispatch order."),
+    maxHeld: integer(1, 100_000)
+      .default(1000)
+      .describe("Messages a sub-queue actor holds (received, not yet dispatched) before it stops fetching."),
+    ackWaitMs: integer(1000, 3_600_000)
+      .default(10_000)
+      .describe("JetStream AckWait of the queue: held messages are kept alive with working(); a dead holder's messages return after this long."),
+    duplicateWindowMs: integer(1000, 86_400_000)
+      .default(120_000)
+      .describe("Window within which a message id already queued is not queued again, in milliseconds."),
+    retry,
+  })
+  .prefault({})
+  .describe("Queue, dispatch and retry settings of the message pipeline.");
+
+const actors = z
+  .strictObject({
+    ingest: integer(0, 64)
+      .default(1)
+      .describe("Ingest actors (herald.submit requests; the first also serves this node's HTTP port)."),
+    collector: integer(0, 64).default(1).describe("Collector actors (pull messages from configured sources)."),
+    subqueue: integer(0, 64).default(1).describe("Sub-queue actors (cut queues into sub-queues and order retrieval)."),
+    processor: integer(0, 64).default(1).describe("Processor actors (render messages from templates)."),
+    pusher: integer(0, 64).default(1).describe("Pusher actors (deliver on the topic's channel)."),
+  } satisfies Record<ActorKind, z.ZodType>)
+  .prefault({})
+  .describe("Number of actor threads of each kind on this node.");
+
+const node = z
+  .strictObject({
+    name: name().describe("Unique node name (used by --node, status and the registry)."),
+    actors,
+    http: z
+      .strictObject({ port: port.describe("HTTP ingest port of this node.") })
+      .optional()
+      .describe("Serve HTTP ingest on this node."),
+  })
+  .describe("One node: a supervisor process and its actor threads.");
+
+const nodes = z
+  .array(node)
+  .min(1)
+  .superRefine((list, ctx) => {
+    const names = new Map<unknown, number>();
+    const ports = new Map<unknown, number>();
+    list.forEach((n, i) => {
+      if (typeof n !== "object" || n === null) return;
+      const first = names.get(n.name);
+      if (first !== undefined) {
+        ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate node name "${n.name}" (also nodes[${first}])` });
+      } else names.set(n.name, i);
+      const p = n.http?.port;
+      if (p === undefined) return;
+      const other = ports.get(p);
+      if (other !== undefined) {
+        ctx.addIssue({ code: "custom", path: [i, "http", "port"], message: `port ${p} is already used by nodes[${other}]` });
+      } else ports.set(p, i);
+    });
+  }, { when: (payload) => Array.isArray(payload.value) })
+  .describe("The nodes of the cluster, in failover order.");
+
+const NATS_SUBJECT = /^[^\s.*>]+(\.[^\s.*>]+)*$/;
+
+/** Fields of the push payload beside the rendered ones (DESIGN.md §3): a rendered field would collide. */
+const RESERVED_FIELDS = ["id", "topic", "to", "createdAt", "data"];
+
+const template = z
+  .record(z.string().min(1), z.string())
+  .superRefine((fields, ctx) => {
+    for (const field of Object.keys(fields)) {
+      if (RESERVED_FIELDS.includes(field)) {
+        ctx.addIssue({ code: "custom", path: [field], message: `"${field}" is reserved: choose another field name` });
+      }
+    }
+  }, always)
+  .describe("Output field → template string (`{{name}}` is replaced from the message data).");
+
+const natsTopic = z
+  .strictObject({
+    channel: z.literal("nats"),
+    subject: z
+      .string()
+      .regex(NATS_SUBJECT, {
+        error: (issue) => mustBe("a NATS subject without spaces or wildcards", issue.input),
+      })
+      .optional()
+      .describe("Subject the rendered message is published on. Default: <subjectPrefix>.out.<topic>."),
+    template: template.optional(),
+    rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+  })
+  .describe("Push on a NATS subject.");
+
+const webhookTopic = z
+  .strictObject({
+    channel: z.literal("webhook"),
+    url: z
+      .url({ protocol: /^https?$/, error: (issue) => mustBe("an http:// or https:// URL", issue.input) })
+      .describe("Endpoint the message is POSTed to."),
+    secret: z
+      .string()
+      .refine(isWebhookSecret, { error: 'must be "whsec_" followed by base64, or any string of 16 or more characters' })
+      .optional()
+      .describe("Standard Webhooks signing secret (whsec_<base64>, or a raw string of 16+ characters). Absent: unsigned."),
+    timeoutMs: integer(100, 300_000).default(5000).describe("Request timeout, in milliseconds."),
+    headers: z
+      .record(z.string().regex(HEADER_NAME, { error: "must be a valid HTTP header name" }), z.string())
+      .optional()
+      .describe("Extra request headers."),
+    template: template.optional(),
+    rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+  })
+  .describe("Push by HTTP POST to a webhook (Standard Webhooks signatures).");
+
+const topic = z.discriminatedUnion("channel", [natsTopic, webhookTopic]).describe("A topic and its push channel.");
+
+const configObject = z
+  .strictObject({
+    $schema: z.string().optional().describe("JSON Schema of this file, for editors; ignored by Herald."),
+    cluster: name().describe("Cluster name, shown by `herald status`."),
+    subjectPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,32}$/, { error: (issue) => mustBe('1–32 letters, digits, "_" or "-"', issue.input) })
+      .default("herald")
+      .describe("First token of every Herald subject (<prefix>.in.<topic>, <prefix>.submit, …)."),
+    nats,
+    heartbeat,
+    master,
+    supervisor,
+    http,
+    limits,
+    pipeline,
+    nodes,
+    faultInjection: z.boolean().default(false).describe("Allow `herald fault …` drills (crash an actor on purpose)."),
+    rules: rulesSchema
+      .default(() => ({ primary: "fifo" as const, secondary: "fifo" as const, maxCount: 100, maxAgeMs: 100 }))
+      .describe("Default retrieval rules; seeds the rules bucket on first start."),
+    topics: z
+      .record(name(), topic)
+      .default(() => ({}))
+      .describe("Topics by name; a message published to <prefix>.in.<name> is pushed on the topic's channel."),
+    collectors: collectors
+      .default(() => [])
+      .describe("Message sources the master's collector actors poll every intervalMs (the seed's timing collection unit)."),
+  })
+  .superRefine((c, ctx) => {
+    // Parts may be malformed here (this runs even when fields failed), hence the type guards.
+    const nodeList = (Array.isArray(c.nodes) ? c.nodes : []).map((n) => (typeof n === "object" && n !== null ? n : null));
+    const preset = (c.master as { preset?: unknown } | undefined)?.preset;
+    if (preset !== undefined && !nodeList.some((n) => n?.name === preset)) {
+      ctx.addIssue({ code: "custom", path: ["master", "preset"], message: `no node named ${JSON.stringify(preset)} in nodes` });
+    }
+    const natsPort = c.nats?.embedded === true ? c.nats.port : undefined;
+    nodeList.forEach((n, i) => {
+      if (natsPort !== undefined && n?.http?.port === natsPort) {
+        const message = `port ${natsPort} is the embedded nats-server's (nats.port)`;
+        ctx.addIssue({ code: "custom", path: ["nodes", i, "http", "port"], message });
+      }
+    });
+    checkCollectorTopics(c.collectors, c.topics, ctx);
+  }, always)
+  .meta({
+    title: "Herald cluster config",
+    description: "cluster.config.json: the nodes, NATS, liveness, rules and topics of a Herald cluster.",
+  });
+
+/**
+ * The config schema: validates, applies defaults and fills the defaults that depend on other keys
+ * (`nats.servers` from the embedded server, `master.preset` from the first node). Relative paths are
+ * resolved later, by `parseConfig`, which knows the config file's directory.
+ */
+export const configSchema = configObject.transform(({ $schema: _ignored, ...c }) => ({
+  ...c,
+  nats: { ...c.nats, servers: c.nats.servers ?? [`nats://${c.nats.host}:${c.nats.port}`] },
+  master: { preset: c.master.preset ?? c.nodes[0]!.name },
+}));
+
+/** A validated config with every default applied and `nats.storeDir` absolute. */
+export type HeraldConfig = z.output<typeof configSchema>;
+/** One entry of `nodes`. */
+export type NodeConfig = HeraldConfig["nodes"][number];
+/** One entry of `topics`. */
+export type TopicConfig = HeraldConfig["topics"][string];
+export type NatsTopicConfig = Extract<TopicConfig, { channel: "nats" }>;
+export type WebhookTopicConfig = Extract<TopicConfig, { channel: "webhook" }>;
+/** One entry of `collectors`. */
+export type CollectorConfig = HeraldConfig["collectors"][number];
+export type PostgresCollectorConfig = Extract<CollectorConfig, { kind: "postgres" }>;
+export type HttpCollectorConfig = Extract<CollectorConfig, { kind: "http" }>;
+
+
+function isInt(value: unknown): value is number {
+  return Number.isInteger(value);
+}
+
+function isServerUrl(text: string): boolean {
+  if (!text.includes("://")) return /^[A-Za-z0-9.-]+:\d{1,5}$/.test(text) || /^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/.test(text);
+  try {
+    const url = new URL(text);
+    return (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+function isWebhookSecret(secret: string): boolean {
+  if (secret.startsWith("whsec_")) {
+    const b64 = secret.slice("whsec_".length);
+    return b64.length > 0 && b64.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(b64);
+  }
+  return secret.length >= 16;
+}

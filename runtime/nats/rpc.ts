@@ -1,0 +1,79 @@
+/**
+ * Request/reply for the data plane's hot path. The client's `request()` builds two error objects
+ * per call up front (to keep a useful stack if it fails); profiled here that was ~15% of the
+ * sub-queue and processor threads' CPU. This client multiplexes every reply onto one inbox
+ * subscription, sweeps deadlines on one timer, and builds errors only when a call fails.
+ */
+import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+
+/** The subject had no subscriber (the server answered 503 at once). */
+export class NoRespondersError extends Error {
+  override readonly name = "NoRespondersError";
+}
+
+/** No reply within the deadline. */
+export class RpcTimeoutError extends Error {
+  override readonly name = "TimeoutError";
+}
+
+interface Pending {
+  resolve: (m: Msg) => void;
+  reject: (e: Error) => void;
+  deadline: number;
+  subject: string;
+}
+
+/** How often deadlines are checked, ms: a timeout fires at most this late. */
+const SWEEP_MS = 100;
+
+export class Rpc {
+  private readonly inbox = createInbox();
+  private readonly pending = new Map<string, Pending>();
+  private readonly sub: Subscription;
+  private readonly sweep: ReturnType<typeof setInterval>;
+  private seq = 0;
+
+  constructor(private readonly nc: NatsConnection) {
+    this.sub = nc.subscribe(`${this.inbox}.*`, {
+      callback: (_err, m) => {
+        const token = m.subject.slice(this.inbox.length + 1);
+        const p = this.pending.get(token);
+        if (!p) return; // late reply after a timeout
+        this.pending.delete(token);
+        if (m.headers?.code === 503 && m.data.length === 0) p.reject(new NoRespondersError(`no responders on ${p.subject}`));
+        else p.resolve(m);
+      },
+    });
+    this.sweep = setInterval(() => this.expire(), SWEEP_MS);
+  }
+
+  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
+    const token = (++this.seq).toString(36);
+    return new Promise<Msg>((resolve, reject) => {
+      this.pending.set(token, { resolve, reject, deadline: Date.now() + timeoutMs, subject });
+      try {
+        this.nc.publish(subject, data, { reply: `${this.inbox}.${token}` });
+      } catch (err) {
+        this.pending.delete(token);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+    this.sub.unsubscribe();
+    for (const p of this.pending.values()) p.reject(new Error("rpc client closed"));
+    this.pending.clear();
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [token, p] of this.pending) {
+      if (p.deadline <= now) {
+        this.pending.delete(token);
+        p.reject(new RpcTimeoutError(`no reply on ${p.subject} within ${Math.round(p.deadline - now + SWEEP_MS)} ms`));
+      }
+    }
+  }
+}

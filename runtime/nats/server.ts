@@ -1,0 +1,391 @@
+/**
+ * Launching a real nats-server as a child process: the embedded mode of `herald start` and the
+ * per-test servers of the test suite.
+ *
+ * Ownership: whoever calls {@link startNatsServer} owns the child and must `stop()` it (tests do it
+ * in cleanup hooks, the CLI on shutdown). As a safety net, children still running when this Node
+ * process exits normally (`process.exit`, end of the event loop) are sent SIGTERM from an `exit`
+ * hook. Nothing can run when the parent is SIGKILLed, so a child can outlive a parent killed that
+ * way; with `detached: false` (the default) a terminal's Ctrl-C reaches the child too.
+ *
+ * Only `node:` modules are used, so this also runs under Deno 2's node compatibility.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants, createWriteStream, statSync, type WriteStream } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+
+const INSTALL_HINT = "(Debian/Ubuntu: sudo apt-get install nats-server)";
+const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
+const STOP_GRACE_MS = 5_000;
+const PROBE_INTERVAL_MS = 50;
+const OUTPUT_TAIL_LINES = 30;
+/** Retries when a port picked by {@link freePort} is taken by someone else before the server binds it. */
+const PORT_RACE_ATTEMPTS = 3;
+
+/** No usable nats-server binary; the message says how to install one. */
+export class NatsServerMissingError extends Error {
+  override readonly name = "NatsServerMissingError";
+
+  constructor(message = `nats-server not found: install it ${INSTALL_HINT} or set NATS_SERVER_BIN`, options?: ErrorOptions) {
+    super(message, options);
+  }
+
+  /** NATS_SERVER_BIN names something that is not an executable file. */
+  static badEnv(value: string): NatsServerMissingError {
+    return new NatsServerMissingError(
+      `nats-server not found: NATS_SERVER_BIN=${value} is not an executable file; ` +
+        `install nats-server ${INSTALL_HINT} or point NATS_SERVER_BIN at it`,
+    );
+  }
+}
+
+/** nats-server exited, could not be spawned, or did not become ready before the deadline. */
+export class NatsServerStartError extends Error {
+  override readonly name = "NatsServerStartError";
+
+  constructor(
+    message: string,
+    /** The last lines nats-server printed before the failure. */
+    readonly output: readonly string[],
+    options?: ErrorOptions,
+  ) {
+    super(output.length > 0 ? `${message}; its last output:\n${output.join("\n")}` : message, options);
+  }
+
+  /** True when the server could not bind its client port because another process holds it. */
+  get portInUse(): boolean {
+    return this.output.some((line) => line.includes("address already in use"));
+  }
+}
+
+export interface NatsServerOptions {
+  /** Address the client port binds to. @defaultValue "127.0.0.1" */
+  host?: string;
+  /** Client port; 0 or absent picks a free one. Kept across `restart()`. */
+  port?: number;
+  /** JetStream store directory (`-sd`); created recursively. Kept across `restart()`. */
+  storeDir: string;
+  /** Server name (`-n`). @defaultValue a unique `herald-…` name */
+  serverName?: string;
+  /** When set, the server's output is appended to this file (its directory is created). */
+  logFile?: string;
+  /** Deadline for the server to accept clients, in ms, per start or restart. @defaultValue 10000 */
+  startTimeoutMs?: number;
+  /**
+   * Run the server in its own process group, so a terminal's Ctrl-C reaches only the parent,
+   * which can then drain its clients before it stops the server. @defaultValue false
+   */
+  detached?: boolean;
+}
+
+export interface NatsServerHandle {
+  /** Client URL, e.g. `nats://127.0.0.1:40123`. */
+  readonly url: string;
+  readonly port: number;
+  /** Pid of the current server process (changes on `restart()`). */
+  readonly pid: number;
+  /** Settles with the current process's exit code (null when ended by a signal); never rejects. */
+  readonly exited: Promise<number | null>;
+  /** SIGTERM, wait for exit; SIGKILL after 5 s. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit (chaos tests: no graceful JetStream shutdown). */
+  kill(): Promise<void>;
+  /** Stop, then start again on the same port and store dir; JetStream data is kept. */
+  restart(): Promise<void>;
+}
+
+/**
+ * Locates the nats-server binary: `NATS_SERVER_BIN` (which, when set, must be executable), then
+ * the usual install paths, then `PATH`.
+ * @throws {NatsServerMissingError} with install instructions when none is found.
+ */
+export function findNatsServer(): string {
+  const fromEnv = process.env.NATS_SERVER_BIN;
+  if (fromEnv !== undefined && fromEnv !== "") {
+    if (isExecutableFile(fromEnv)) return fromEnv;
+    throw NatsServerMissingError.badEnv(fromEnv);
+  }
+  const exe = process.platform === "win32" ? "nats-server.exe" : "nats-server";
+  const onPath = (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .filter((dir) => dir !== "")
+    .map((dir) => path.join(dir, exe));
+  const found = [...WELL_KNOWN_PATHS, ...onPath].find(isExecutableFile);
+  if (found === undefined) throw new NatsServerMissingError();
+  return found;
+}
+
+/** A TCP port the OS reports free on `host` right now (listen on port 0, read it, close). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close((err) => (err ? reject(err) : resolve(port)));
+    });
+  });
+}
+
+/**
+ * Spawns `nats-server -a HOST -p PORT -js -sd STORE_DIR -n NAME` and resolves once it accepts
+ * clients. The caller owns the returned server and must `stop()` it.
+ * @throws {NatsServerMissingError} when no binary is found.
+ * @throws {NatsServerStartError} when it exits early or misses the deadline (with its last output).
+ */
+export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServerHandle> {
+  const bin = findNatsServer();
+  const host = opts.host ?? "127.0.0.1";
+  const settings: LaunchSettings = {
+    bin,
+    host,
+    port: 0,
+    storeDir: path.resolve(opts.storeDir),
+    serverName: opts.serverName ?? `herald-${process.pid}-${randomBytes(4).toString("hex")}`,
+    logFile: opts.logFile === undefined ? undefined : path.resolve(opts.logFile),
+    startTimeoutMs: opts.startTimeoutMs ?? 10_000,
+    detached: opts.detached ?? false,
+  };
+  await mkdir(settings.storeDir, { recursive: true });
+  if (settings.logFile !== undefined) await mkdir(path.dirname(settings.logFile), { recursive: true });
+
+  const autoPort = opts.port === undefined || opts.port === 0;
+  for (let attempt = 1; ; attempt++) {
+    settings.port = autoPort ? await freePort(host) : (opts.port as number);
+    try {
+      return new ServerProcess(settings, await launch(settings));
+    } catch (err) {
+      const raced = autoPort && err instanceof NatsServerStartError && err.portInUse;
+      if (!raced || attempt >= PORT_RACE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+interface LaunchSettings {
+  bin: string;
+  host: string;
+  port: number;
+  storeDir: string;
+  serverName: string;
+  logFile: string | undefined;
+  startTimeoutMs: number;
+  detached: boolean;
+}
+
+/** One incarnation of the server process. */
+interface Running {
+  child: ChildProcess;
+  pid: number;
+  /** Settles after the process exited and its output was fully read (and written to the log). */
+  exited: Promise<number | null>;
+}
+
+class ServerProcess implements NatsServerHandle {
+  readonly url: string;
+  readonly port: number;
+
+  constructor(
+    private readonly settings: LaunchSettings,
+    private current: Running,
+  ) {
+    this.port = settings.port;
+    this.url = `nats://${formatHost(connectHost(settings.host))}:${settings.port}`;
+  }
+
+  get pid(): number {
+    return this.current.pid;
+  }
+
+  get exited(): Promise<number | null> {
+    return this.current.exited;
+  }
+
+  async stop(): Promise<void> {
+    const { child, exited } = this.current;
+    signal(child, "SIGTERM");
+    let timer: NodeJS.Timeout | undefined;
+    const forced = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), STOP_GRACE_MS);
+    });
+    const outcome = await Promise.race([exited, forced]);
+    clearTimeout(timer);
+    if (outcome === "timeout") {
+      signal(child, "SIGKILL");
+      await exited;
+    }
+  }
+
+  async kill(): Promise<void> {
+    signal(this.current.child, "SIGKILL");
+    await this.current.exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    this.current = await launch(this.settings);
+  }
+}
+
+/** Spawns the server and waits until it accepts clients; on failure nothing is left running. */
+async function launch(settings: LaunchSettings): Promise<Running> {
+  const { bin, host, port, storeDir, serverName, logFile, startTimeoutMs, detached } = settings;
+  const args = ["-a", host, "-p", String(port), "-js", "-sd", storeDir, "-n", serverName];
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], detached });
+  trackUntilExit(child);
+
+  const tail = new OutputTail(OUTPUT_TAIL_LINES);
+  const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
+  let spawnError: Error | undefined;
+  const exited = collectOutput(child, tail, log, (err) => (spawnError = err));
+
+  const failure = (message: string) => new NatsServerStartError(message, tail.lines(), { cause: spawnError });
+  const deadline = Date.now() + startTimeoutMs;
+  for (;;) {
+    const exitedEarly = await Promise.race([exited.then(() => true), delay(PROBE_INTERVAL_MS).then(() => false)]);
+    if (exitedEarly) {
+      const how = spawnError ? `could not be started (${spawnError.message})` : `exited with code ${await exited}`;
+      throw failure(`nats-server ${how} before accepting clients on ${host}:${port}`);
+    }
+    // Matching the INFO's server_name proves it is our child answering, not whoever else holds the port.
+    const info = await probeInfo(connectHost(host), port, Math.max(1, Math.min(1_000, deadline - Date.now())));
+    if (info?.server_name === serverName) return { child, pid: child.pid as number, exited };
+    if (Date.now() >= deadline) {
+      signal(child, "SIGKILL");
+      await exited;
+      throw failure(`nats-server did not accept clients on ${host}:${port} within ${startTimeoutMs} ms`);
+    }
+  }
+}
+
+/** Reads both output pipes to the end (an unread pipe would block the server once full). */
+function collectOutput(
+  child: ChildProcess,
+  tail: OutputTail,
+  log: WriteStream | undefined,
+  onSpawnError: (err: Error) => void,
+): Promise<number | null> {
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.on("data", (chunk: Buffer) => {
+      tail.push(chunk.toString("utf8"));
+      log?.write(chunk);
+    });
+  }
+  return new Promise((resolve) => {
+    let finished = false;
+    const finish = (code: number | null) => {
+      if (finished) return;
+      finished = true;
+      if (log === undefined) resolve(code);
+      else log.end(() => resolve(code));
+    };
+    child.once("error", (err) => {
+      onSpawnError(err);
+      if (child.pid === undefined) finish(null);
+    });
+    child.once("close", (code) => finish(code));
+  });
+}
+
+/** Connects, reads the server's INFO line, disconnects; null when nothing answers in time. */
+function probeInfo(host: string, port: number, timeoutMs: number): Promise<{ server_name?: string } | null> {
+  return new Promise((resolve) => {
+    let received = "";
+    const socket = net.connect({ host, port });
+    const done = (info: { server_name?: string } | null) => {
+      socket.destroy();
+      resolve(info);
+    };
+    socket.setTimeout(timeoutMs, () => done(null));
+    socket.once("error", () => done(null));
+    socket.once("close", () => done(null));
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+      const end = received.indexOf("\r\n");
+      if (end < 0) return;
+      const line = received.slice(0, end);
+      try {
+        done(line.startsWith("INFO ") ? (JSON.parse(line.slice(5)) as { server_name?: string }) : null);
+      } catch {
+        done(null);
+      }
+    });
+  });
+}
+
+/** Keeps the last N lines of a process's output for error messages. */
+class OutputTail {
+  private readonly kept: string[] = [];
+  private partial = "";
+
+  constructor(private readonly max: number) {}
+
+  push(text: string): void {
+    const parts = (this.partial + text).split(/\r?\n/);
+    this.partial = parts.pop() ?? "";
+    this.kept.push(...parts);
+    if (this.kept.length > this.max) this.kept.splice(0, this.kept.length - this.max);
+  }
+
+  lines(): string[] {
+    const all = this.partial === "" ? [...this.kept] : [...this.kept, this.partial];
+    return all.slice(-this.max);
+  }
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** Registers the child for the process-exit safety net until it exits. */
+function trackUntilExit(child: ChildProcess): void {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  child.once("error", () => {
+    if (child.pid === undefined) live.delete(child);
+  });
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // Only synchronous work is possible here: signal and let the servers shut down on their own.
+    process.on("exit", () => {
+      for (const c of live) signal(c, "SIGTERM");
+    });
+  }
+}
+
+function signal(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  try {
+    child.kill(sig);
+  } catch {
+    // Already gone between the check and the signal.
+  }
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    if (!statSync(file).isFile()) return false;
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where a client connects when the server binds a wildcard address. */
+function connectHost(host: string): string {
+  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
+  if (host === "::" || host === "[::]") return "::1";
+  return host;
+}
+
+function formatHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

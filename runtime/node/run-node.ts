@@ -1,0 +1,37 @@
+/**
+ * Runs one node in this process: its supervisor on the main thread, actors on worker threads.
+ * SIGTERM/SIGINT and `herald stop` drain it and end the process with code 0.
+ */
+import type { LoadedConfig } from "../config/index.js";
+import { errorText } from "../errors.js";
+import { createLogger } from "../log.js";
+import { Supervisor } from "../supervisor/supervisor.js";
+
+export async function runNode(loaded: LoadedConfig, nodeName: string): Promise<number> {
+  const { config } = loaded;
+  const log = createLogger(nodeName);
+  const supervisor = new Supervisor(config, nodeName, log);
+  const onSignal = (sig: string) => {
+    log.info(`${sig} received: draining`);
+    void supervisor.stop(sig);
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  let crashing = false;
+  process.on("uncaughtException", (err) => {
+    // Once only: an error raised while logging this one (say, a broken stderr) must not loop.
+    if (crashing) return;
+    crashing = true;
+    log.error("uncaught error on the supervisor thread", { error: errorText(err), stack: err.stack });
+    // Drain if we can, but never outlive the drain timeout: a stuck stop must not keep a
+    // broken node running.
+    setTimeout(() => process.exit(1), config.supervisor.drainTimeoutMs + 2000).unref();
+    void supervisor.stop("uncaught error").finally(() => process.exit(1));
+  });
+  log.info("starting", { cluster: config.cluster, nats: config.nats.servers.join(",") });
+  // A signal may come while the node is still starting (say, waiting for NATS): stopping then
+  // must not wait for a start that may never finish.
+  await Promise.race([supervisor.start(), supervisor.stopped]);
+  await supervisor.stopped;
+  return 0;
+}

@@ -1,0 +1,246 @@
+/**
+ * What makes a submission acceptable: the one check every ingest path uses (`herald.in.<topic>`,
+ * `herald.submit`, HTTP, `herald publish`), so a message means the same thing however it arrived.
+ * Pure: the clock and the id source are injected, nothing here throws.
+ */
+import { Buffer } from "node:buffer";
+import { decodeLenient } from "../codec.js";
+import type { TopicConfig } from "../config/index.js";
+import type { Envelope, Source } from "./types.js";
+
+/** What {@link validateSubmission} needs besides the input. */
+export interface SubmissionContext {
+  /** Topic named by the transport (the `<topic>` of `herald.in.<topic>`); absent for submit/HTTP. */
+  topic?: string;
+  source: Source;
+  /** The configured topics; a submission to any other topic is refused with `unknown-topic`. */
+  topics: Record<string, TopicConfig>;
+  /** Largest accepted `data`, as UTF-8 JSON, in bytes (`limits.maxPayloadBytes`). */
+  maxPayloadBytes: number;
+  /** ms since epoch; becomes `createdAt`. */
+  now: () => number;
+  /** A new ULID, used when the caller gives no `id`. */
+  newId: () => string;
+}
+
+export type SubmissionResult =
+  | { ok: true; envelope: Envelope }
+  | { ok: false; reason: "invalid" | "unknown-topic"; error: string };
+
+export type DecodeResult = { ok: true; value: unknown } | { ok: false; error: string };
+
+/** Deepest accepted nesting of `data` (`data` itself is level 1). */
+export const MAX_DATA_DEPTH = 32;
+/** Longest accepted `to`, in characters. */
+export const MAX_TO_LENGTH = 1024;
+/** A caller's own id: also the JetStream dedup key (`Nats-Msg-Id`), so kept header- and subject-safe. */
+export const CALLER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const FIELDS = ["topic", "to", "data", "id"];
+/** Fields of the envelope Herald sets itself; named so the caller learns why they are refused. */
+const HERALD_FIELDS = new Set(["createdAt", "attempts", "source"]);
+/** Keys that could reach an object's prototype in naive code downstream (templates, merges). */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+const MAX_LISTED_TOPICS = 10;
+
+/**
+ * Decides whether `input` is an acceptable submission and, if so, builds its envelope: the
+ * caller's `id` or a new ULID, `createdAt: now()`, `attempts: 0`. Accepted fields are `topic`,
+ * `to`, `data` (a JSON object; absent means `{}`) and `id`; anything else is refused by name.
+ * Never throws: every problem comes back as a one-line `error`.
+ */
+export function validateSubmission(input: unknown, ctx: SubmissionContext): SubmissionResult {
+  try {
+    return check(input, ctx);
+  } catch (err) {
+    // Only exotic inputs get here (a Proxy or getter that throws): still an answer, not a crash.
+    return invalid(`could not read the message: ${errorText(err)}`);
+  }
+}
+
+function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
+  if (!isPlainObject(input)) return invalid(`the message must be an object, got ${kind(input)}`);
+  for (const key of Object.keys(input)) {
+    if (FIELDS.includes(key)) continue;
+    if (HERALD_FIELDS.has(key)) return invalid(`"${key}" is set by Herald and cannot be submitted`);
+    return invalid(`unknown field ${JSON.stringify(key)}: a message has only ${FIELDS.map((f) => `"${f}"`).join(", ")}`);
+  }
+
+  if (input.topic !== undefined && typeof input.topic !== "string") return wrongType("topic", "a string", input.topic);
+  if (ctx.topic !== undefined && input.topic !== undefined && input.topic !== ctx.topic) {
+    return invalid(`"topic" is ${shown(input.topic)} but the message was sent to topic ${shown(ctx.topic)}`);
+  }
+  const topic = input.topic ?? ctx.topic;
+  if (topic === undefined || topic === "") return invalid(`"topic" is required`);
+  if (!Object.hasOwn(ctx.topics, topic)) return unknownTopic(topic, ctx.topics);
+
+  if (input.to !== undefined) {
+    if (typeof input.to !== "string") return wrongType("to", "a string", input.to);
+    if (input.to.length === 0 || input.to.length > MAX_TO_LENGTH) {
+      return invalid(`"to" must be 1–${MAX_TO_LENGTH} characters, got ${input.to.length}`);
+    }
+  }
+
+  if (input.id !== undefined) {
+    if (typeof input.id !== "string") return wrongType("id", "a string", input.id);
+    if (!CALLER_ID.test(input.id)) {
+      return invalid(`"id" must be 1–128 characters of letters, digits, ".", "_", ":" or "-", got ${shown(input.id)}`);
+    }
+  }
+
+  const data = input.data === undefined ? {} : input.data;
+  if (!isPlainObject(data)) return wrongType("data", "an object", data);
+  const bad = checkJson(data, "data", 1);
+  if (bad) return invalid(bad);
+  const size = Buffer.byteLength(JSON.stringify(data));
+  if (size > ctx.maxPayloadBytes) {
+    return invalid(`"data" is ${size} bytes as JSON, over the limit of ${ctx.maxPayloadBytes} bytes (limits.maxPayloadBytes)`);
+  }
+
+  const envelope: Envelope = {
+    id: input.id ?? ctx.newId(),
+    topic,
+    ...(input.to === undefined ? {} : { to: input.to }),
+    data,
+    createdAt: ctx.now(),
+    source: ctx.source,
+    attempts: 0,
+  };
+  return { ok: true, envelope };
+}
+
+/**
+ * Why `value`, read from the queue as an envelope Herald's own ingest made (it carries the
+ * `Herald-Envelope` header), is not one; undefined when it is. Any client can set that header on
+ * `herald.in.<topic>`, so the shape is checked before anything relies on it: a forged or corrupt
+ * envelope becomes a dead letter instead of crashing or looping downstream. The size limit is not
+ * re-applied: a message queued under a larger `limits.maxPayloadBytes` stays deliverable.
+ */
+export function envelopeProblem(value: unknown, subjectTopic: string): string | undefined {
+  try {
+    if (!isPlainObject(value)) return `the envelope must be an object, got ${kind(value)}`;
+    const { id, topic, to, data, createdAt, source, attempts } = value;
+    if (typeof id !== "string" || !CALLER_ID.test(id)) return `"id" must be 1–128 characters of letters, digits, ".", "_", ":" or "-", got ${kind(id)}`;
+    if (topic !== subjectTopic) return `"topic" is ${kind(topic)} but the envelope was queued on topic ${shown(subjectTopic)}`;
+    if (to !== undefined && (typeof to !== "string" || to.length === 0 || to.length > MAX_TO_LENGTH)) {
+      return `"to" must be a string of 1–${MAX_TO_LENGTH} characters, got ${kind(to)}`;
+    }
+    if (!isPlainObject(data)) return wrongTypeText("data", "an object", data);
+    const bad = checkJson(data, "data", 1);
+    if (bad) return bad;
+    if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) return wrongTypeText("createdAt", "a number", createdAt);
+    if (typeof source !== "string") return wrongTypeText("source", "a string", source);
+    if (!Number.isInteger(attempts) || (attempts as number) < 0) return wrongTypeText("attempts", "an integer ≥ 0", attempts);
+    return undefined;
+  } catch (err) {
+    return `could not read the envelope: ${errorText(err)}`;
+  }
+}
+
+/**
+ * Walks `value` (already known to be a plain object or array at `path`) and returns the first
+ * problem: a value JSON cannot carry faithfully, nesting past {@link MAX_DATA_DEPTH}, or a
+ * forbidden key. Depth is checked before descending, so a cyclic or absurdly deep input stops early.
+ */
+function checkJson(value: object, path: string, depth: number): string | undefined {
+  if (depth > MAX_DATA_DEPTH) return `"${path}" is nested deeper than ${MAX_DATA_DEPTH} levels`;
+  const entries: [string | number, unknown][] = Array.isArray(value)
+    ? value.map((v, i) => [i, v])
+    : Object.keys(value).map((k) => [k, (value as Record<string, unknown>)[k]]);
+  for (const [key, child] of entries) {
+    const at = childPath(path, key);
+    if (typeof key === "string" && FORBIDDEN_KEYS.has(key)) {
+      return `"${at}": the key "${key}" is not allowed (it could reach an object's prototype)`;
+    }
+    if (child === null || typeof child === "string" || typeof child === "boolean") continue;
+    if (typeof child === "number") {
+      if (Number.isFinite(child)) continue;
+      return wrongTypeText(at, "a finite number", child);
+    }
+    if (Array.isArray(child) || isPlainObject(child)) {
+      const bad = checkJson(child, at, depth + 1);
+      if (bad) return bad;
+      continue;
+    }
+    return wrongTypeText(at, "a JSON value (string, number, boolean, null, array or object)", child);
+  }
+  return undefined;
+}
+
+/**
+ * Decodes a submitted payload: JSON when its first non-whitespace byte is `{`, msgpack otherwise
+ * (the rule of `herald.in.<topic>`). Never throws; the error says which format failed and why.
+ */
+export function decodeSubmission(bytes: Uint8Array): DecodeResult {
+  if (!(bytes instanceof Uint8Array)) return { ok: false, error: `payload must be bytes, got ${kind(bytes)}` };
+  if (bytes.length === 0) return { ok: false, error: "empty payload: expected a JSON object or a msgpack map" };
+  const format = looksLikeJson(bytes) ? "JSON" : "msgpack";
+  try {
+    return { ok: true, value: decodeLenient(bytes) };
+  } catch (err) {
+    return { ok: false, error: `malformed ${format}: ${errorText(err)}` };
+  }
+}
+
+/** The same test `decodeLenient` makes, repeated here only to name the format in errors. */
+function looksLikeJson(bytes: Uint8Array): boolean {
+  let i = 0;
+  while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09)) i++;
+  return bytes[i] === 0x7b;
+}
+
+/** `data.a[0].b`, or `data["a b"]` for keys that are not plain names (cut short: keys are caller text). */
+function childPath(path: string, key: string | number): string {
+  if (typeof key === "number") return `${path}[${key}]`;
+  return /^[A-Za-z_$][\w$-]*$/.test(key) && key.length <= 60 ? `${path}.${key}` : `${path}[${shown(key)}]`;
+}
+
+function unknownTopic(topic: string, topics: Record<string, TopicConfig>): SubmissionResult {
+  const known = Object.keys(topics);
+  const listed = known.slice(0, MAX_LISTED_TOPICS).map((t) => JSON.stringify(t)).join(", ");
+  const more = known.length > MAX_LISTED_TOPICS ? `, … (${known.length} in all)` : "";
+  const hint = known.length === 0 ? "no topics are configured" : `known topics: ${listed}${more}`;
+  return { ok: false, reason: "unknown-topic", error: `unknown topic ${shown(topic)}: ${hint}` };
+}
+
+function invalid(error: string): SubmissionResult {
+  return { ok: false, reason: "invalid", error };
+}
+
+function wrongType(field: string, expected: string, got: unknown): SubmissionResult {
+  return invalid(wrongTypeText(field, expected, got));
+}
+
+function wrongTypeText(field: string, expected: string, got: unknown): string {
+  return `"${field}" must be ${expected}, got ${kind(got)}`;
+}
+
+/** Plain objects only: what JSON and msgpack maps decode to (not arrays, dates, buffers, classes). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** The kind of a wrong value, for `got …`: `array`, `null`, `binary`, `NaN`, `string "x"`. */
+function kind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (value instanceof Uint8Array) return "binary";
+  if (value instanceof Date) return "date";
+  if (typeof value === "number") return Number.isFinite(value) ? `number ${value}` : String(value);
+  if (typeof value === "string") return `string ${shown(value)}`;
+  if (typeof value === "object") return isPlainObject(value) ? "object" : (value.constructor?.name ?? "object");
+  return typeof value;
+}
+
+/** A caller's string in a message, quoted and cut short so a huge value cannot flood a log line. */
+function shown(text: string): string {
+  return text.length > 60 ? `${JSON.stringify(text.slice(0, 60))}…` : JSON.stringify(text);
+}
+
+function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+

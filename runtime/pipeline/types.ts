@@ -1,0 +1,49 @@
+/**
+ * The message pipeline's contracts: the envelope every stage passes on, the push format, and the
+ * outcomes a stage reports back (each maps one to one onto what happens to the queue message).
+ */
+
+/** Where a message entered Herald. */
+export type Source = "nats" | "submit" | "http" | `collector:${string}`;
+
+/** A message as queued (DESIGN.md §3). Fields beyond these are not allowed at ingest. */
+export interface Envelope {
+  /** ULID assigned at ingest, or the caller's own id (deduplicated within the stream's window). */
+  id: string;
+  topic: string;
+  /** Recipient, channel-specific (a user id, a device token, an address). */
+  to?: string;
+  /** What templates render from. */
+  data: Record<string, unknown>;
+  /** ms since epoch, set at ingest. */
+  createdAt: number;
+  source: Source;
+  /** Push attempts so far (0 until the first push). */
+  attempts: number;
+}
+
+/** What a processor produces and a pusher delivers: rendered fields plus the envelope's identity. */
+export interface PushMessage {
+  id: string;
+  topic: string;
+  to?: string;
+  createdAt: number;
+  /** Output field → rendered string, from the topic's template. */
+  rendered: Record<string, string>;
+  data: Record<string, unknown>;
+}
+
+/**
+ * The outcome of processing and pushing one message.
+ * - `delivered`: the channel accepted it → the queue message is acked.
+ * - `retry`: a transient failure (timeout, 5xx, 408, 429, network) → exception queue, retried
+ *   after `retryAfterMs` if the channel said so, else on the backoff schedule.
+ * - `dead`: a permanent failure (invalid input, render error, other 4xx) → dead letters at once.
+ */
+export type Outcome =
+  | { outcome: "delivered"; detail?: string }
+  | { outcome: "retry"; reason: string; retryAfterMs?: number }
+  | { outcome: "dead"; reason: DeadReason; error: string };
+
+/** Why a message became a dead letter. */
+export type DeadReason = "invalid" | "render" | "rejected" | "exhausted" | "unknown-topic";

@@ -1,0 +1,352 @@
+/**
+ * One node's supervisor, on the process's main thread: the seed's daemon thread (spawns and
+ * restarts actors) and heartbeat thread (registry record, liveness of others, master lease).
+ */
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { monotonicFactory } from "ulid";
+import type { ActorInit } from "../actor/protocol.js";
+import { decode, encode } from "../codec.js";
+import type { ActorKind, HeraldConfig, NodeConfig } from "../config/index.js";
+import { errorText } from "../errors.js";
+import type { Logger } from "../log.js";
+import { connectNats } from "../nats/connect.js";
+import { watchKv, type WatchHandle } from "../nats/kv-watch.js";
+import { monotonicNow } from "../platform/index.js";
+import { ensurePipeline } from "../pipeline/setup.js";
+import { names, nodeKey, type Names } from "../subjects.js";
+import { ActorHost } from "./actor-host.js";
+import { LivenessJudge, type Judgement } from "./liveness.js";
+import { MasterLease } from "./master-lease.js";
+import { HeartbeatWriter, mainProcessIp, openRegistry, parseRecord } from "./registry.js";
+import type { NodeReport } from "./status.js";
+
+/** Work only the master does (timing collectors); started on gaining the lease, stopped on losing it. */
+export interface MasterDuty {
+  name: string;
+  start(epoch: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A control request on `herald.ctl.<node>`. */
+export type ControlRequest = { cmd: "crash-actor" | "hang-actor"; actor: string };
+export type ControlReply = { ok: true; detail?: string } | { ok: false; error: string };
+
+/**
+ * Config order, except that when collectors are configured, nodes able to run them (collector
+ * actors > 0) come first: a master that cannot collect would leave every source unread.
+ */
+export function takeoverOrder(config: HeraldConfig): string[] {
+  const canCollect = (n: NodeConfig) => config.collectors.length === 0 || n.actors.collector > 0;
+  return [...config.nodes.filter(canCollect), ...config.nodes.filter((n) => !canCollect(n))].map((n) => n.name);
+}
+
+const WORKER_ENTRY = new URL("../actor/worker-entry.js", import.meta.url);
+const newId = monotonicFactory();
+
+export class Supervisor {
+  readonly incarnation = newId();
+  private readonly node: NodeConfig;
+  private readonly names: Names;
+  private nc!: NatsConnection;
+  private kv!: KV;
+  private hosts: ActorHost[] = [];
+  private collectors: ActorHost[] = [];
+  private readonly duties: MasterDuty[] = [];
+  private readonly judge: LivenessJudge;
+  private lease!: MasterLease;
+  private heartbeat!: HeartbeatWriter;
+  private lastBeatOk = monotonicNow();
+  private readMark = 0;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private watch: WatchHandle | undefined;
+  private subs: Subscription[] = [];
+  private stopping: Promise<void> | undefined;
+  private readonly ip = mainProcessIp();
+  private readonly startedAt = new Date().toISOString();
+  /** Resolves when the node has stopped (by signal, `herald stop` or error). */
+  readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+
+  constructor(
+    private readonly config: HeraldConfig,
+    nodeName: string,
+    private readonly log: Logger,
+  ) {
+    const node = config.nodes.find((n) => n.name === nodeName);
+    if (!node) throw new Error(`no node named "${nodeName}" in the config`);
+    this.node = node;
+    this.names = names(config.subjectPrefix);
+    this.judge = new LivenessJudge(config.heartbeat.timeoutMs);
+    this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.duties.push(this.collectorDuty());
+  }
+
+  /** Adds work that runs only while this node is master. */
+  addDuty(duty: MasterDuty): void {
+    this.duties.push(duty);
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    this.nc = await connectNats({ servers: config.nats.servers, name: `herald:${this.node.name}:supervisor` });
+    if (this.stopping) {
+      await this.nc.close();
+      return;
+    }
+    this.kv = await openRegistry(this.nc, this.names.registryBucket);
+    this.heartbeat = new HeartbeatWriter(this.kv, nodeKey(this.node.name), () => {
+      this.log.info("isStopServer set: stopping");
+      void this.stop("isStopServer");
+    });
+    this.lease = new MasterLease({
+      kv: this.kv,
+      node: this.node.name,
+      incarnation: this.incarnation,
+      preset: config.master.preset === this.node.name,
+      order: takeoverOrder(config),
+      intervalMs: config.heartbeat.intervalMs,
+      timeoutMs: config.heartbeat.timeoutMs,
+      isAlive: (n) => this.judge.judge(n, monotonicNow())?.state === "alive",
+      now: monotonicNow,
+      log: this.log.child("lease"),
+      onGain: (epoch) => void this.onGain(epoch),
+      onLose: (epoch, reason) => void this.onLose(epoch, reason),
+    });
+    this.watch = watchKv(this.nc, this.kv, "node.>", (e) => {
+      const name = e.key.slice("node.".length);
+      const rec = parseRecord(e);
+      if (rec) this.judge.observe(name, rec, monotonicNow());
+      else this.judge.forget(name);
+    }, this.log.child("registry"));
+    this.serveStatus();
+    this.serveControl();
+    await this.beat();
+    await this.preparePipeline();
+    if (this.stopping) return;
+    for (const kind of ["ingest", "subqueue", "processor", "pusher"] as const) {
+      for (let i = 0; i < this.node.actors[kind]; i++) this.hosts.push(this.host(kind, i));
+    }
+    await Promise.all(this.hosts.map((h) => h.start()));
+    if (this.stopping) return;
+    this.timer = setInterval(() => void this.tick(), config.heartbeat.intervalMs);
+    await this.tick();
+    this.log.info("node started", { actors: this.hosts.length, incarnation: this.incarnation });
+  }
+
+  /** Streams, consumers and the rules bucket must exist before any actor uses them. */
+  private async preparePipeline(): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        await ensurePipeline(this.nc, this.config);
+        return;
+      } catch (err) {
+        const text = errorText(err);
+        if (/jetstream not enabled|503/i.test(text) || attempt >= 20) {
+          throw new Error(`cannot set up the message queue on NATS (${text}): is JetStream enabled (nats-server -js)?`);
+        }
+        // JetStream may still be starting (or electing a leader in a cluster): try again shortly.
+        await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+    }
+  }
+
+  /** Drains actors, gives up the lease, records `stopped`, closes NATS. Idempotent. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.shutdown(reason);
+    return this.stopping;
+  }
+
+  private async shutdown(reason: string): Promise<void> {
+    this.log.info("node stopping", { reason });
+    clearInterval(this.timer);
+    const drainMs = this.config.supervisor.drainTimeoutMs;
+    try {
+      // Any step may be missing when the stop comes while the node is still starting.
+      if (this.lease?.isMaster()) await this.lease.release();
+      await Promise.all([...this.hosts, ...this.collectors].map((h) => h.stop(drainMs)));
+      if (this.heartbeat) await this.beat("stopped");
+    } catch (err) {
+      this.log.error("error while stopping", { error: errorText(err) });
+    }
+    this.watch?.stop();
+    for (const s of this.subs) s.unsubscribe();
+    await this.nc?.drain().catch(() => undefined);
+    this.log.info("node stopped");
+    this.resolveStopped();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      await this.lease.tick();
+    } catch (err) {
+      this.log.warn("lease step failed", { error: errorText(err) });
+    }
+    if (this.stopping) return;
+    await this.beat().catch((err) => this.log.warn("heartbeat write failed", { error: errorText(err) }));
+  }
+
+  private async beat(state: "alive" | "stopped" = this.stopping ? "stopped" : "alive"): Promise<void> {
+    const master = this.lease?.isMaster() ?? false;
+    this.readMark = await this.heartbeat.beat({
+      id: this.incarnation,
+      mainProcessIp: this.ip,
+      serverName: this.node.name,
+      cluster: this.config.cluster,
+      role: master ? "master" : "slave",
+      epoch: master ? (this.lease.epoch() ?? null) : null,
+      pid: process.pid,
+      state,
+      startedAt: this.startedAt,
+      actors: this.actorSummaries(),
+    });
+    this.lastBeatOk = monotonicNow();
+  }
+
+  private actorSummaries() {
+    return [...this.hosts, ...this.collectors].map((h) => h.summary());
+  }
+
+  report(): NodeReport {
+    const now = monotonicNow();
+    const view: Record<string, Judgement> = {};
+    for (const n of this.judge.nodes()) {
+      const j = this.judge.judge(n, now);
+      if (j) view[n] = j;
+    }
+    const master = this.lease.isMaster();
+    return {
+      cluster: this.config.cluster,
+      name: this.node.name,
+      pid: process.pid,
+      mainProcessIp: this.ip,
+      role: master ? "master" : "slave",
+      epoch: master ? (this.lease.epoch() ?? null) : null,
+      readMark: this.readMark,
+      heartbeatAgeMs: Math.round(now - this.lastBeatOk),
+      isStopServer: this.heartbeat.stopRequested,
+      stopping: this.stopping !== undefined,
+      actors: this.actorSummaries(),
+      view,
+      master: this.lease.holder() ?? null,
+    };
+  }
+
+  private serveStatus(): void {
+    const sub = this.nc.subscribe(this.names.status, {
+      callback: (err, msg) => {
+        if (err) return;
+        msg.respond(encode(this.report()));
+      },
+    });
+    this.subs.push(sub);
+  }
+
+  private serveControl(): void {
+    const sub = this.nc.subscribe(this.names.ctl(this.node.name), {
+      callback: (err, msg) => {
+        if (err) return;
+        void this.control(msg.data).then((reply) => msg.respond(encode(reply)));
+      },
+    });
+    this.subs.push(sub);
+  }
+
+  private async control(data: Uint8Array): Promise<ControlReply> {
+    let req: ControlRequest;
+    try {
+      req = decode<ControlRequest>(data);
+    } catch (err) {
+      return { ok: false, error: `malformed control request: ${errorText(err)}` };
+    }
+    if (req?.cmd !== "crash-actor" && req?.cmd !== "hang-actor") {
+      return { ok: false, error: `unknown control command "${String(req?.cmd)}"` };
+    }
+    if (!this.config.faultInjection) {
+      return { ok: false, error: `fault injection is disabled on node ${this.node.name}: set "faultInjection": true in the cluster config to allow fault drills` };
+    }
+    const all = [...this.hosts, ...this.collectors];
+    const host = all.find((h) => h.id === req.actor);
+    if (!host) {
+      return { ok: false, error: `no actor "${req.actor}" on node ${this.node.name} (actors: ${all.map((h) => h.id).join(", ") || "none"})` };
+    }
+    try {
+      const kind = req.cmd === "crash-actor" ? "crash" : "hang";
+      await host.fault(kind);
+      this.log.warn(`fault drill: actor ${kind === "crash" ? "crashed" : "hung"} on request`, { actor: host.id });
+      return { ok: true, detail: `actor ${host.id} on ${this.node.name} ${kind === "crash" ? "crashed" : "hung"}` };
+    } catch (err) {
+      return { ok: false, error: errorText(err) };
+    }
+  }
+
+  private host(kind: ActorKind, index: number, epoch?: number): ActorHost {
+    const { config } = this;
+    const init: ActorInit = {
+      cluster: config.cluster,
+      node: this.node.name,
+      id: `${kind}-${index}`,
+      kind,
+      index,
+      servers: config.nats.servers,
+      subjectPrefix: config.subjectPrefix,
+      // Plain data: the worker receives its own structured clone.
+      config,
+      ...(epoch === undefined ? {} : { epoch }),
+    };
+    return new ActorHost({
+      init,
+      restart: config.supervisor.restart,
+      pingIntervalMs: config.supervisor.pingIntervalMs,
+      pingTimeoutMs: config.supervisor.pingTimeoutMs,
+      entry: WORKER_ENTRY,
+      log: this.log,
+      onEvent: (e) => this.emit(e.type, { actor: e.actor, reason: e.reason, restarts: e.restarts }),
+    });
+  }
+
+  /** Collector actors are a master duty: they exist only while this node holds the lease. */
+  private collectorDuty(): MasterDuty {
+    return {
+      name: "collectors",
+      start: async (epoch) => {
+        this.collectors = [];
+        const count = this.node.actors.collector;
+        if (count === 0 && this.config.collectors.length > 0) {
+          this.log.warn("this node is master but runs no collector actors: configured collectors are not collected", {
+            collectors: this.config.collectors.length,
+          });
+        }
+        // The epoch is the fencing token of the collectors' checkpoint writes.
+        for (let i = 0; i < count; i++) this.collectors.push(this.host("collector", i, epoch));
+        await Promise.all(this.collectors.map((h) => h.start()));
+      },
+      stop: async () => {
+        const stopping = this.collectors;
+        this.collectors = [];
+        // Stop at once: a deposed master must not keep collecting.
+        await Promise.all(stopping.map((h) => h.stop(0)));
+      },
+    };
+  }
+
+  private async onGain(epoch: number): Promise<void> {
+    this.emit("master.acquired", { epoch });
+    for (const d of this.duties) {
+      await d.start(epoch).catch((err) => this.log.error("master duty failed to start", { duty: d.name, error: errorText(err) }));
+    }
+  }
+
+  private async onLose(epoch: number, reason: string): Promise<void> {
+    this.emit("master.lost", { epoch, reason });
+    for (const d of this.duties) {
+      await d.stop().catch((err) => this.log.error("master duty failed to stop", { duty: d.name, error: errorText(err) }));
+    }
+  }
+
+  private emit(type: string, fields: Record<string, unknown>): void {
+    if (this.nc.isClosed()) return;
+    this.nc.publish(this.names.events, encode({ type, node: this.node.name, at: Date.now(), ...fields }));
+  }
+}

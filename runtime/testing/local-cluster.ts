@@ -1,0 +1,220 @@
+/**
+ * A local cluster for tests, benchmarks and fault drills: a real nats-server on a free port, a
+ * config file in a temp dir, and nodes run as real `herald start --node` processes (the compiled
+ * CLI in dist/), so they can be SIGKILLed like any process.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connect } from "@nats-io/transport-node";
+import { decode } from "../codec.js";
+import { collectReports, gatherStatus } from "../cli/commands/status.js";
+import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
+import { freePort } from "../nats/server.js";
+import { startTempNats } from "./temp-nats.js";
+import { waitFor } from "./wait.js";
+
+/** The repo root (works from source under vitest and from dist/). */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("cannot find the repo root above local-cluster");
+    dir = parent;
+  }
+  return dir;
+}
+
+/** The compiled CLI (`npm run build` first). */
+export const CLI = resolve(repoRoot(), "dist/runtime/cli/main.js");
+/** The Deno binary of the `deno` dev dependency. */
+export const DENO = resolve(repoRoot(), "node_modules/.bin/deno");
+
+export interface NodeProc {
+  name: string;
+  proc: ChildProcess;
+  output: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface ClusterEvent {
+  type: string;
+  node: string;
+  at: number;
+  epoch?: number;
+  actor?: string;
+  restarts?: number;
+  /** Order of arrival at the test's subscriber. */
+  seq: number;
+}
+
+export interface LocalClusterOptions {
+  nodes?: number;
+  intervalMs?: number;
+  timeoutMs?: number;
+  faultInjection?: boolean;
+  actors?: { ingest?: number; collector?: number; subqueue?: number; processor?: number; pusher?: number };
+  /** Runtime the nodes run on. @defaultValue "node" */
+  runtime?: "node" | "deno";
+  /** Give every node an HTTP ingest port (free ports are picked). */
+  http?: boolean;
+  /** Extra keys for node i's config entry. */
+  nodeExtra?: (i: number) => Record<string, unknown>;
+  /** Extra top-level config keys. */
+  extra?: Record<string, unknown>;
+}
+
+export class LocalCluster {
+  readonly nodes = new Map<string, NodeProc>();
+  readonly events: ClusterEvent[] = [];
+  private constructor(
+    readonly dir: string,
+    readonly configFile: string,
+    readonly config: Record<string, any>,
+    readonly nats: Awaited<ReturnType<typeof startTempNats>>,
+    readonly nc: NatsConnection,
+    readonly runtime: "node" | "deno",
+  ) {}
+
+  static async start(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
+    const nats = await startTempNats();
+    const dir = await mkdtemp(join(tmpdir(), "herald-cluster-"));
+    const n = opts.nodes ?? 4;
+    const actors = { ingest: 0, collector: 1, subqueue: 0, processor: 1, pusher: 0, ...opts.actors };
+    const config = {
+      cluster: "test",
+      nats: { servers: [nats.url] },
+      heartbeat: { intervalMs: opts.intervalMs ?? 200, timeoutMs: opts.timeoutMs ?? 1000 },
+      master: { preset: "n1" },
+      supervisor: { pingIntervalMs: 500, pingTimeoutMs: 2000, drainTimeoutMs: 3000 },
+      nodes: await Promise.all(
+        Array.from({ length: n }, async (_, i) => ({
+          name: `n${i + 1}`,
+          actors,
+          ...(opts.http ? { http: { port: await freePort() } } : {}),
+          ...opts.nodeExtra?.(i),
+        })),
+      ),
+      faultInjection: opts.faultInjection ?? true,
+      ...opts.extra,
+    };
+    const configFile = join(dir, "cluster.config.json");
+    await writeFile(configFile, JSON.stringify(config, null, 2));
+    const nc = await connect({ servers: nats.url });
+    const cluster = new LocalCluster(dir, configFile, config, nats, nc, opts.runtime ?? "node");
+    let seq = 0;
+    nc.subscribe("herald.events", {
+      callback: (err, msg) => {
+        if (!err) cluster.events.push({ ...decode<Omit<ClusterEvent, "seq">>(msg.data), seq: seq++ });
+      },
+    });
+    await nc.flush();
+    return cluster;
+  }
+
+  /** Starts `herald start --node NAME` as a child process. */
+  startNode(name: string): NodeProc {
+    const args = [CLI, "start", "-c", this.configFile, "--node", name];
+    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
+    const proc = spawn(cmd, argv, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, HERALD_LOG: process.env.HERALD_LOG ?? "info" },
+    });
+    const output: string[] = [];
+    proc.stdout!.on("data", (d) => output.push(String(d)));
+    proc.stderr!.on("data", (d) => output.push(String(d)));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      proc.on("exit", (code, signal) => r({ code, signal })),
+    );
+    const node = { name, proc, output, exited };
+    this.nodes.set(name, node);
+    return node;
+  }
+
+  startAll(): NodeProc[] {
+    return (this.config.nodes as { name: string }[]).map((n) => this.startNode(n.name));
+  }
+
+  async kill(name: string, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const node = this.nodes.get(name);
+    if (!node) throw new Error(`no node ${name}`);
+    node.proc.kill(signal);
+    await node.exited;
+  }
+
+  /** Status as `herald status --json` computes it, gathered in-process for fast polling. */
+  async status(): Promise<ClusterStatus> {
+    return gatherStatus(this.nc, {
+      cluster: this.config.cluster,
+      subjectPrefix: "herald",
+      nodes: this.config.nodes,
+      heartbeat: this.config.heartbeat,
+      collectors: this.config.collectors ?? [],
+    });
+  }
+
+  /** Every supervisor's raw answer on herald.status (its own view of the others included). */
+  reports(): Promise<NodeReport[]> {
+    return collectReports(this.nc, "herald.status");
+  }
+
+  /** Waits until `pred(status)` holds; returns that status. */
+  async waitStatus(what: string, pred: (s: ClusterStatus) => boolean, timeoutMs = 15_000): Promise<ClusterStatus> {
+    const found = await waitFor(
+      async () => {
+        const s = await this.status();
+        return pred(s) ? s : undefined;
+      },
+      { timeoutMs, intervalMs: 50, what },
+    );
+    return found!;
+  }
+
+  /** Runs the real CLI. */
+  cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return runCli([...args], { cwd: this.dir, env });
+  }
+
+  nodeOutput(name: string): string {
+    return this.nodes.get(name)?.output.join("") ?? "";
+  }
+
+  async stop(): Promise<void> {
+    for (const node of this.nodes.values()) {
+      if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill("SIGKILL");
+    }
+    await Promise.all([...this.nodes.values()].map((n) => n.exited));
+    await this.nc.close().catch(() => undefined);
+    await this.nats.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const proc = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (d) => (stdout += d));
+    proc.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`herald ${args.join(" ")} did not finish in ${opts.timeoutMs ?? 30_000} ms\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 30_000);
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}

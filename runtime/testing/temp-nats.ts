@@ -1,0 +1,44 @@
+/** A throwaway nats-server: JetStream on a free port, store dir in the OS temp dir. */
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { startNatsServer, type NatsServerHandle } from "../nats/server.js";
+
+export interface TempNats {
+  url: string;
+  port: number;
+  storeDir: string;
+  server: NatsServerHandle;
+  /** Stops the server and removes its store dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a nats-server with JetStream on a free port and a fresh store dir under the OS temp dir.
+ * Call `stop()` in a cleanup hook (`afterEach`/`afterAll`/`onTestFinished`).
+ */
+export async function startTempNats(opts: { startTimeoutMs?: number } = {}): Promise<TempNats> {
+  const storeDir = await mkdtemp(path.join(os.tmpdir(), "herald-test-"));
+  let server: NatsServerHandle;
+  try {
+    server = await startNatsServer({ storeDir, startTimeoutMs: opts.startTimeoutMs ?? 10_000 });
+  } catch (err) {
+    await rm(storeDir, { recursive: true, force: true });
+    throw err;
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    url: server.url,
+    port: server.port,
+    storeDir,
+    server,
+    stop: () =>
+      (stopping ??= (async () => {
+        try {
+          await server.stop();
+        } finally {
+          await rm(storeDir, { recursive: true, force: true });
+        }
+      })()),
+  };
+}
