@@ -7,9 +7,9 @@
  * pipeline, and n1 (the preset master) is the one killed or paused, so no message in flight in the
  * pipeline is lost or redelivered: what is measured is the collectors' failover alone.
  */
-import { Kvm } from "@nats-io/kv";
 import type pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
+import { bindBucket } from "../runtime/nats/buckets.js";
 import type { ClusterStatus } from "../runtime/supervisor/status.js";
 import { countsBy, PG_URL, sharedPostgres, sink, tempSchema, type Pushed } from "./collector-helpers.js";
 import { TestCluster } from "./helpers/cluster.js";
@@ -154,7 +154,7 @@ describe("collector failover", () => {
   it("a paused master (SIGSTOP) that wakes after a slave took over cannot move the checkpoint; rows arrive exactly once", async () => {
     pool = await postgres();
     const { c, out, table } = await startCluster();
-    const kv = await new Kvm(c.nc).open("herald_collectors");
+    const kv = await bindBucket(c.nc, "herald_collectors");
     // Every write of the checkpoint, in revision order, from before the pause to the end.
     const writes: { epoch: number; node: string; revision: number }[] = [];
     const watch = await kv.watch({ key: "checkpoint.events" });

@@ -5,9 +5,9 @@
  * by the queue's deduplication; status shows each collector; a misconfigured source is an error in
  * the log and in status while the node and the other collectors keep working.
  */
-import { Kvm } from "@nats-io/kv";
 import type pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
+import { bindBucket } from "../runtime/nats/buckets.js";
 import { freePort } from "../runtime/nats/server.js";
 import type { ClusterStatus, CollectorStatus } from "../runtime/supervisor/status.js";
 import { countsBy, PG_URL, sharedPostgres, sink, tempSchema } from "./collector-helpers.js";
@@ -132,7 +132,7 @@ describe("PostgreSQL collector", () => {
 
     // Deleting the checkpoint makes the collector start over (an operator's reset): every row is
     // queued again, and the queue drops them all as duplicates. Nothing reaches the sink twice.
-    const kv = await new Kvm(c.nc).open("herald_collectors");
+    const kv = await bindBucket(c.nc, "herald_collectors");
     await kv.delete("checkpoint.rows");
     await pool.query(`INSERT INTO ${table} (id, body, updated_at) VALUES (99, 'after reset', '2030-01-03 00:00:00+00')`);
     await waitFor(() => out.some((p) => p.json.data.id === 99), { timeoutMs: 5000, what: "row 99" });

@@ -3,9 +3,9 @@
  * `herald rules set` or `herald pause` reaches every sub-queue actor within moments).
  */
 import type { KV } from "@nats-io/kv";
-import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../runtime/log.js";
+import { bindBucket } from "../../runtime/nats/buckets.js";
 import { watchKv, type WatchHandle } from "../../runtime/nats/kv-watch.js";
 import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY } from "../../runtime/pipeline/streams.js";
 import { parseRules } from "../../runtime/rules/schema.js";
@@ -25,7 +25,7 @@ export class RulesView {
   ) {}
 
   async start(nc: NatsConnection, bucket: string): Promise<void> {
-    const kv: KV = await new Kvm(nc).open(bucket);
+    const kv: KV = await bindBucket(nc, bucket);
     // Read once before dispatching anything, so the first messages already follow the rules.
     for (const key of [RULES_DEFAULT_KEY, PAUSE_ALL_KEY]) {
       const e = await kv.get(key);

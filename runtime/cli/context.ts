@@ -2,11 +2,14 @@
  * What every command needs: the config (from -c, default ./cluster.config.json) and a NATS
  * connection (from --server, NATS_URL, or the config).
  */
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connect } from "@nats-io/transport-node";
 import { resolve } from "node:path";
 import { loadConfig, type LoadedConfig } from "../config/index.js";
 import { HeraldError, errorText } from "../errors.js";
+import { bindBucket } from "../nats/buckets.js";
 
 export const DEFAULT_CONFIG = "cluster.config.json";
 
@@ -36,5 +39,20 @@ export async function connectCli(servers: string[]): Promise<NatsConnection> {
       "NATS_UNREACHABLE",
       `cannot reach NATS at ${servers.join(", ")} (${errorText(err)}): is the cluster running? (herald start)`,
     );
+  }
+}
+
+/**
+ * Binds a bucket the nodes create (`what` names it: "rules", "registry"); a missing one means the
+ * cluster has never been started on this NATS, and is said so in one line.
+ */
+export async function openClusterBucket(nc: NatsConnection, bucket: string, what: string): Promise<KV> {
+  try {
+    return await bindBucket(nc, bucket);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
+      throw new HeraldError("NO_CLUSTER", `no ${what} bucket ${bucket} on this NATS: has the cluster been started? (herald start)`);
+    }
+    throw new HeraldError("NATS", `cannot open the ${what} bucket ${bucket}: ${errorText(err)}`);
   }
 }

@@ -1,28 +1,14 @@
 /** The rules bucket as the CLI sees it (rules and pauses), and the topic check its commands share. */
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { LoadedConfig } from "../config/index.js";
-import { errorText, HeraldError } from "../errors.js";
+import { HeraldError } from "../errors.js";
 import { pipelineNames } from "../pipeline/streams.js";
+import { openClusterBucket } from "./context.js";
 
-/**
- * Opens the rules bucket, or says in one line that the cluster has never been started (the
- * bucket is created by the nodes at start).
- */
-export async function openRulesBucket(nc: NatsConnection, prefix: string): Promise<KV> {
-  const bucket = pipelineNames(prefix).rulesBucket;
-  const kv = await new Kvm(nc).open(bucket);
-  try {
-    // open() binds without looking; status() asks the server whether the bucket exists.
-    await kv.status();
-  } catch (err) {
-    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
-      throw new HeraldError("NO_CLUSTER", `no rules bucket ${bucket} on this NATS: has the cluster been started? (herald start)`);
-    }
-    throw new HeraldError("NATS", `cannot open the rules bucket ${bucket}: ${errorText(err)}`);
-  }
-  return kv;
+/** Opens the rules bucket, or says in one line that the cluster has never been started. */
+export function openRulesBucket(nc: NatsConnection, prefix: string): Promise<KV> {
+  return openClusterBucket(nc, pipelineNames(prefix).rulesBucket, "rules");
 }
 
 /** A `--topic` must be one of the config's topics; a usage error lists them otherwise. */

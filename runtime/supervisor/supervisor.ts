@@ -94,7 +94,10 @@ export class Supervisor {
       await this.nc.close();
       return;
     }
-    this.kv = await openRegistry(this.nc, this.names.registryBucket);
+    const nc = this.nc;
+    const kv = await this.setUp("the node registry", () => openRegistry(nc, this.names.registryBucket));
+    if (kv === undefined) return;
+    this.kv = kv;
     this.heartbeat = new HeartbeatWriter(this.kv, nodeKey(this.node.name), () => {
       this.log.info("isStopServer set: stopping");
       void this.stop("isStopServer");
@@ -122,7 +125,7 @@ export class Supervisor {
     this.serveStatus();
     this.serveControl();
     await this.beat();
-    await this.preparePipeline();
+    await this.setUp("the message queue", () => ensurePipeline(nc, config));
     if (this.stopping) return;
     for (const kind of ["ingest", "subqueue", "processor", "pusher"] as const) {
       for (let i = 0; i < this.node.actors[kind]; i++) this.hosts.push(this.host(kind, i));
@@ -134,21 +137,26 @@ export class Supervisor {
     this.log.info("node started", { actors: this.hosts.length, incarnation: this.incarnation });
   }
 
-  /** Streams, consumers and the rules bucket must exist before any actor uses them. */
-  private async preparePipeline(): Promise<void> {
+  /**
+   * Runs a JetStream setup step (buckets, streams, consumers), trying again while JetStream may
+   * still be starting, electing a leader or slow to answer: a request timeout must not kill a
+   * starting node. "Not enabled" (or no responders) is final at once; otherwise it gives up after
+   * 20 tries (about 50 s). Resolves undefined when the node is stopped meanwhile.
+   */
+  private async setUp<T>(what: string, step: () => Promise<T>): Promise<T | undefined> {
     for (let attempt = 1; !this.stopping; attempt++) {
       try {
-        await ensurePipeline(this.nc, this.config);
-        return;
+        return await step();
       } catch (err) {
         const text = errorText(err);
         if (/jetstream not enabled|503/i.test(text) || attempt >= 20) {
-          throw new Error(`cannot set up the message queue on NATS (${text}): is JetStream enabled (nats-server -js)?`);
+          throw new Error(`cannot set up ${what} on NATS (${text}): is JetStream enabled (nats-server -js)?`);
         }
-        // JetStream may still be starting (or electing a leader in a cluster): try again shortly.
+        this.log.warn(`setting up ${what} failed; trying again`, { attempt, error: text });
         await new Promise((r) => setTimeout(r, 250 * attempt));
       }
     }
+    return undefined;
   }
 
   /** Drains actors, gives up the lease, records `stopped`, closes NATS. Idempotent. */

@@ -1,8 +1,9 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { decode } from "../../codec.js";
 import { errorText, HeraldError } from "../../errors.js";
+import { bindBucket } from "../../nats/buckets.js";
 import { pipelineNames } from "../../pipeline/streams.js";
 import { monotonicNow } from "../../platform/index.js";
 import { MASTER_KEY, names, nodeKey } from "../../subjects.js";
@@ -18,7 +19,7 @@ import {
   type CollectorStatus,
   type NodeReport,
 } from "../../supervisor/status.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, openClusterBucket, serversFor, type CommonFlags } from "../context.js";
 import { renderStatus } from "../render-status.js";
 
 export interface StatusFlags extends CommonFlags {
@@ -49,7 +50,7 @@ interface StatusConfig {
 
 export async function gatherStatus(nc: NatsConnection, config: StatusConfig): Promise<ClusterStatus> {
   const n = names(config.subjectPrefix);
-  const kv = await openRegistryReadOnly(nc, n.registryBucket);
+  const kv = await openClusterBucket(nc, n.registryBucket, "registry");
   const configured = config.nodes.map((x) => x.name);
   const [reports, records, counts] = await Promise.all([
     collectReports(nc, n.status),
@@ -87,7 +88,7 @@ export async function collectorStatuses(
   if (configured.length === 0) return [];
   let kv: KV | undefined;
   try {
-    kv = await new Kvm(nc).open(collectorsBucket(prefix));
+    kv = await bindBucket(nc, collectorsBucket(prefix));
   } catch {
     // No collector has run on this NATS yet.
   }
@@ -123,14 +124,6 @@ export async function pipelineCounts(nc: NatsConnection, prefix: string): Promis
   };
   const [pending, retrying, dead] = await Promise.all([count(p.queueStream), count(p.exceptionStream), count(p.dlqStream)]);
   return { queue: { pending }, exceptions: { retrying, dead } };
-}
-
-async function openRegistryReadOnly(nc: NatsConnection, bucket: string): Promise<KV> {
-  try {
-    return await new Kvm(nc).open(bucket);
-  } catch (err) {
-    throw new HeraldError("NO_CLUSTER", `no Herald registry on this NATS (bucket ${bucket}: ${errorText(err)}): has the cluster been started?`);
-  }
 }
 
 /** Every supervisor's answer on the status subject; none (not an error) when no node answers. */

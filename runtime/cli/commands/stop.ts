@@ -1,9 +1,9 @@
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import { errorText, HeraldError } from "../../errors.js";
 import { monotonicNow } from "../../platform/index.js";
 import { names, nodeKey } from "../../subjects.js";
 import { parseRecord } from "../../supervisor/registry.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, openClusterBucket, serversFor, type CommonFlags } from "../context.js";
 
 export interface StopFlags extends CommonFlags {
   node?: string;
@@ -22,7 +22,7 @@ export async function stopCommand(flags: StopFlags): Promise<number> {
   }
   const nc = await connectCli(serversFor(flags, loaded));
   try {
-    const kv = await new Kvm(nc).open(names(config.subjectPrefix).registryBucket);
+    const kv = await openClusterBucket(nc, names(config.subjectPrefix).registryBucket, "registry");
     const requested: string[] = [];
     for (const node of targets) {
       const outcome = await requestStop(kv, node);

@@ -1,0 +1,26 @@
+/**
+ * Binding to a KV bucket that another process creates (the nodes create every Herald bucket;
+ * the CLI, status readers and actors bind to them).
+ *
+ * Reads go by direct get. nats-server 2.9.10 registers a new stream before its store exists, and
+ * a `$JS.API.STREAM.MSG.GET` that lands in that window dereferences the missing store and kills
+ * the server (seen when `herald status` polled a cluster starting on a fresh server; see
+ * test/buckets.test.ts). A direct get is answered by a subscription the stream makes only once its
+ * store is ready, so it cannot land in the window. Every Herald bucket is created with
+ * `allow_direct` (the client's default on nats-server 2.9 and later).
+ *
+ * A direct get on a stream that does not exist is not refused, it goes unanswered until the
+ * request times out; so the bucket is looked up first (stream info, which that server answers
+ * safely at any moment) and a missing one fails at once.
+ *
+ * @throws the client's JetStreamApiError (code StreamNotFound) when there is no such bucket.
+ */
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+
+export async function bindBucket(nc: NatsConnection, bucket: string): Promise<KV> {
+  const kvm = new Kvm(nc);
+  const { streamInfo } = await (await kvm.open(bucket)).status();
+  // A bucket some other tool made without direct gets is read the ordinary way.
+  return kvm.open(bucket, { allow_direct: streamInfo.config.allow_direct === true });
+}
