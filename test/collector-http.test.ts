@@ -1,9 +1,9 @@
 /**
  * The HTTP collector end to end: a real HTTP server on loopback pages messages by cursor. While it
- * answers 503, hangs past the timeout, or is gone (connection refused), status shows the error and
- * the collector backs off; once it is back, every message arrives exactly once. Pages are followed
- * until caught up; a message may name its own topic; an invalid one becomes a dead letter without
- * blocking the rest.
+ * answers 503, hangs past the timeout, sends a body over maxBodyBytes, or is gone (connection
+ * refused), status shows the error and the collector backs off; once it is back, every message
+ * arrives exactly once. Pages are followed until caught up; a message may name its own topic; an
+ * invalid one becomes a dead letter without blocking the rest.
  */
 import { createServer, type Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
@@ -13,7 +13,7 @@ import { countsBy, sink } from "./collector-helpers.js";
 import { TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 
-type Mode = "ok" | "503" | "hang";
+type Mode = "ok" | "503" | "hang" | "huge";
 
 /** A message feed: `GET /feed?cursor=N&limit=L` → `{ messages, cursor }`; cursors are strings. */
 class Feed {
@@ -34,6 +34,14 @@ class Feed {
     this.server = createServer((req, res) => {
       this.requests++;
       if (this.mode === "hang") return; // never answers
+      if (this.mode === "huge") {
+        // Streamed without a Content-Length: refused once the bytes pass maxBodyBytes.
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(`{"messages":[],"padding":"`);
+        for (let i = 0; i < 8; i++) res.write("x".repeat(1024));
+        res.end(`"}`);
+        return;
+      }
       if (this.mode === "503") {
         res.writeHead(503, { "content-type": "text/plain" }).end("maintenance");
         return;
@@ -76,7 +84,7 @@ afterEach(async () => {
 const col = (s: ClusterStatus): CollectorStatus => s.collectors[0]!;
 
 describe("HTTP collector", () => {
-  it("pages by cursor; a source that fails (503, timeout, refused) for a while then recovers loses nothing", async () => {
+  it("pages by cursor; a source that fails (503, timeout, oversize body, refused) for a while then recovers loses nothing", async () => {
     feed = new Feed(await freePort());
     const f = feed;
     f.add(4);
@@ -100,6 +108,7 @@ describe("HTTP collector", () => {
             batchSize: 3,
             intervalMs: 200,
             timeoutMs: 300,
+            maxBodyBytes: 4096,
             backoffMaxMs: 800,
             headers: { authorization: "Bearer t0k" },
           },
@@ -126,6 +135,7 @@ describe("HTTP collector", () => {
     s = await failing("503", /GET http:\/\/127\.0\.0\.1:\d+\/feed answered 503 Service Unavailable: maintenance/);
     expect(col(s).nextAttemptAt).not.toBeNull();
     await failing("hang", /no answer within timeoutMs = 300 ms/);
+    await failing("huge", /answered with a body over maxBodyBytes = 4096 bytes/);
     s = await failing("down", /GET http:\/\/127\.0\.0\.1:\d+\/feed failed: .*ECONNREFUSED/);
     expect(col(s).consecutiveFailures).toBeGreaterThanOrEqual(3);
     const table = await c.cli(["status", "-c", c.configFile]);

@@ -38,9 +38,10 @@ export class HttpSource implements Source {
       const quoted = body ? `: ${body.length > MAX_BODY_SHOWN ? `${body.slice(0, MAX_BODY_SHOWN)}…` : body}` : "";
       throw new SourceError(`${shown} answered ${res.status} ${res.statusText}${quoted}`);
     }
+    const text = await this.readBody(res, shown);
     let json: unknown;
     try {
-      json = await res.json();
+      json = JSON.parse(text);
     } catch (err) {
       throw new SourceError(`${shown} answered with a body that is not JSON: ${this.reason(err)}`, { cause: err });
     }
@@ -55,6 +56,43 @@ export class HttpSource implements Source {
   }
 
   async close(): Promise<void> {}
+
+  /**
+   * The body as text, at most `maxBodyBytes`: a source that answers more (a runaway page, the wrong
+   * endpoint) is refused by its Content-Length or as soon as the streamed body passes the cap,
+   * instead of being buffered whole in the collector's thread.
+   */
+  private async readBody(res: Response, shown: string): Promise<string> {
+    const limit = this.cfg.maxBodyBytes;
+    const tooBig = () =>
+      new SourceError(
+        `${shown} answered with a body over maxBodyBytes = ${limit} bytes: have it send smaller pages (limitParam, batchSize) or raise maxBodyBytes`,
+      );
+    if (Number(res.headers.get("content-length") ?? 0) > limit) {
+      await res.body?.cancel().catch(() => undefined);
+      throw tooBig();
+    }
+    if (res.body === null) return "";
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let size = 0;
+    let text = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return text + decoder.decode();
+        size += value.byteLength;
+        if (size > limit) {
+          await reader.cancel().catch(() => undefined);
+          throw tooBig();
+        }
+        text += decoder.decode(value, { stream: true });
+      }
+    } catch (err) {
+      if (err instanceof SourceError) throw err;
+      throw new SourceError(`${shown} failed while sending its body: ${this.reason(err)}`, { cause: err });
+    }
+  }
 
   private reason(err: unknown): string {
     if (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError")) {

@@ -103,6 +103,9 @@ const httpCollector = z
     cursorParam: z.string().min(1).default("cursor").describe("Query parameter carrying the cursor (absent on the very first request)."),
     limitParam: z.string().min(1).optional().describe("Query parameter carrying batchSize. Absent: not sent."),
     timeoutMs: integer(100, 300_000).default(10_000).describe("Request timeout, in milliseconds."),
+    maxBodyBytes: integer(1024, 1024 * 1024 * 1024)
+      .default(16 * 1024 * 1024)
+      .describe("Largest answer body read, in bytes; a larger one is a source error (retried with backoff)."),
     headers: z
       .record(z.string().regex(HEADER_NAME, { error: "must be a valid HTTP header name" }), z.string())
       .optional()
