@@ -4,9 +4,11 @@
  *
  *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
  *                 [-- --only raw,herald,webhook,cluster,bullmq,recovery]
+ *                 [-- --max-in-flight 16,64,256]
  *
  * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
- * --trials: failover and respawn trials.
+ * --trials: failover and respawn trials; --max-in-flight: also run the 1-node full-speed scenario
+ * once per `pipeline.maxInFlight` value listed, side by side in the same run.
  *
  * Prints progress on stderr, one table with ratios on stdout, and writes bench/results/latest.json.
  */
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     duration: { type: "string" },
     inflight: { type: "string", default: "1000" },
     only: { type: "string" },
+    "max-in-flight": { type: "string" },
     out: { type: "string", default: "bench/results/latest.json" },
   },
 });
@@ -43,6 +46,11 @@ for (const [flag, v] of [["--count", count], ["--trials", trials], ["--duration"
   }
 }
 const inflight = Number(values.inflight);
+const sweep = (values["max-in-flight"] ?? "").split(",").filter(Boolean).map(Number);
+if (sweep.some((v) => !Number.isInteger(v) || v < 1)) {
+  console.error("herald bench: --max-in-flight takes integers ≥ 1, comma-separated (16,64,256)");
+  process.exit(2);
+}
 const only = new Set((values.only ?? "raw,herald,webhook,cluster,bullmq,recovery").split(","));
 if (quick && !values.only) only.delete("cluster");
 
@@ -53,6 +61,8 @@ interface Results {
   webhook?: HeraldResult;
   cluster?: HeraldResult;
   bullmq?: BullResult | { skipped: string };
+  /** The 1-node full-speed scenario per `pipeline.maxInFlight` value (--max-in-flight). */
+  maxInFlight?: { value: number; result: HeraldResult }[];
   recovery?: RecoveryResult;
 }
 
@@ -69,6 +79,10 @@ async function main(): Promise<void> {
     const rate = Math.max(100, Math.round(r.herald.msgsPerSec / 2));
     log(`Herald, 1 node, nats channel, fixed load ${rate} msgs/s (half of full speed) for ${duration} s…`);
     r.heraldHalf = await heraldEndToEnd({ nodes: 1, channel: "nats", count: Math.round(rate * duration), inflight, rate });
+  }
+  for (const value of sweep) {
+    log(`Herald, 1 node, nats channel, full speed, pipeline.maxInFlight ${value}: ${count} messages…`);
+    (r.maxInFlight ??= []).push({ value, result: await heraldEndToEnd({ nodes: 1, channel: "nats", count, inflight, maxInFlight: value }) });
   }
   if (only.has("webhook")) {
     log(`Herald, 1 node, webhook channel to a loopback server: ${count} messages…`);
@@ -97,7 +111,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     commit: git(),
     machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, natsServer: natsVersion() },
-    options: { count, duration, trials, inflight, quick },
+    options: { count, duration, trials, inflight, quick, maxInFlight: sweep },
     seconds: Math.round((performance.now() - t0) / 1000),
     results: r,
   };
@@ -122,6 +136,7 @@ function render(r: Results): string {
   row("Herald 1 node, nats, full speed", r.herald, rss(r.herald));
   // A fixed offered load: its latency is the point; its rate is what was offered.
   row("Herald 1 node, nats, half load", r.heraldHalf, "latency at half of full speed", false);
+  for (const { value, result } of r.maxInFlight ?? []) row(`Herald 1 node, nats, maxInFlight ${value}`, result, rss(result));
   row("Herald 1 node, webhook", r.webhook, rss(r.webhook));
   row("Herald 4 nodes, nats", r.cluster, rss(r.cluster));
   if (bull) row("BullMQ 50 workers (no-op jobs)", bull, `addBulk ${n(bull.addPerSec)}/s`);
