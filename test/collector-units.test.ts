@@ -176,7 +176,7 @@ describe("collectors config", () => {
   it("fills defaults", () => {
     const config = parseConfig({ ...base, collectors: [pgc, { name: "h", kind: "http", url: "https://api.example.com/feed" }] }, ".");
     expect(config.collectors[0]).toEqual({ ...pgc, intervalMs: 1000, batchSize: 500, backoffMaxMs: 30_000, settleMs: 0, startAt: "beginning", connectTimeoutMs: 5000, queryTimeoutMs: 30_000 });
-    expect(config.collectors[1]).toEqual({ name: "h", kind: "http", url: "https://api.example.com/feed", intervalMs: 1000, batchSize: 500, backoffMaxMs: 30_000, cursorParam: "cursor", timeoutMs: 10_000 });
+    expect(config.collectors[1]).toEqual({ name: "h", kind: "http", url: "https://api.example.com/feed", intervalMs: 1000, batchSize: 500, backoffMaxMs: 30_000, cursorParam: "cursor", timeoutMs: 10_000, maxBodyBytes: 16 * 1024 * 1024 });
   });
 
   it("names the path and the reason of every problem", () => {
