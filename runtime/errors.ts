@@ -31,6 +31,20 @@ export class TimeoutError extends HeraldError {
   }
 }
 
+/** A record too large for the NATS server's `max_payload`: permanent, resending cannot help. */
+export class TooLargeError extends HeraldError {
+  constructor(
+    what: string,
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super("TOO_LARGE", `${what} is ${bytes} bytes, over the ${limit} bytes the NATS server accepts (max_payload less room for headers)`, {
+      userError: false,
+    });
+    this.name = "TooLargeError";
+  }
+}
+
 /** Text of any thrown value, for logs and replies. */
 export function errorText(err: unknown): string {
   if (err instanceof Error) return err.message;

@@ -64,8 +64,8 @@ describe("Standard Webhooks signatures", () => {
     const expected = createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest("base64");
     expect(signWebhook(SECRET, id, ts, body)).toBe(`v1,${expected}`);
     // A secret without the whsec_ prefix is its own UTF-8 bytes.
-    const raw = createHmac("sha256", Buffer.from("plain-secret-of-20ch", "utf8")).update(`${id}.${ts}.${body}`).digest("base64");
-    expect(signWebhook("plain-secret-of-20ch", id, ts, body)).toBe(`v1,${raw}`);
+    const raw = createHmac("sha256", Buffer.from("plain-secret-of-24-chars", "utf8")).update(`${id}.${ts}.${body}`).digest("base64");
+    expect(signWebhook("plain-secret-of-24-chars", id, ts, body)).toBe(`v1,${raw}`);
   });
 
   it("verifies a good signature and refuses tampering, replays and other secrets", () => {
@@ -76,7 +76,7 @@ describe("Standard Webhooks signatures", () => {
     expect(verifyWebhook(SECRET, headers, body, { nowSec: ts + 301 })).toBe(false);
     expect(verifyWebhook(SECRET, headers, body, { nowSec: ts - 301 })).toBe(false);
     expect(verifyWebhook(SECRET, headers, body, { nowSec: ts + 1000, toleranceSec: 1000 })).toBe(true);
-    expect(verifyWebhook("whsec_" + Buffer.from("another key").toString("base64"), headers, body, { nowSec: ts })).toBe(false);
+    expect(verifyWebhook("whsec_" + Buffer.from("another key, also 32 bytes long!").toString("base64"), headers, body, { nowSec: ts })).toBe(false);
     expect(verifyWebhook(SECRET, { ...headers, "webhook-signature": undefined }, body, { nowSec: ts })).toBe(false);
   });
 

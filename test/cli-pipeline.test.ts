@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamManager } f
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { decode, encode } from "../runtime/codec.js";
+import { decode, encode } from "../runtime/codec/index.js";
 import { HEADER_ENVELOPE, HEADER_ID, type DeadLetter } from "../runtime/pipeline/streams.js";
 import type { Envelope } from "../runtime/pipeline/types.js";
 import { runCli } from "./helpers/cluster.js";
@@ -215,7 +215,7 @@ describe("herald dlq", () => {
 
     const demo = JSON.parse((await env.herald("dlq", "list", "--topic", "demo", "--json")).stdout) as Record<string, unknown>[];
     expect(demo.map((d) => d.id)).toEqual(["01A", "invalid:7", "01C"]);
-    expect(demo[1]).toEqual({ seq: 2, id: "invalid:7", topic: "demo", reason: "invalid", error: invalid.error, attempts: 0, deadAt: invalid.deadAt });
+    expect(demo[1]).toEqual({ seq: 2, id: "invalid:7", topic: "demo", reason: "invalid", error: invalid.error, attempts: 0, deadAt: invalid.deadAt, bodySeq: null });
 
     const limited = await env.herald("dlq", "list", "--limit", "1");
     expect(limited.stdout.trimEnd().split("\n")).toHaveLength(2);

@@ -1,11 +1,13 @@
 /**
  * The HTTP collector end to end: a real HTTP server on loopback pages messages by cursor. While it
- * answers 503, hangs past the timeout, sends a body over maxBodyBytes, or is gone (connection
- * refused), status shows the error and the collector backs off; once it is back, every message
+ * answers 503, hangs past the timeout, sends a body over maxBodyBytes, redirects to another server
+ * (never contacted: it would receive the collector's headers), or is gone (connection refused),
+ * status shows the error and the collector backs off; once it is back, every message
  * arrives exactly once. Pages are followed until caught up; a message may name its own topic; an
  * invalid one becomes a dead letter without blocking the rest.
  */
 import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort } from "../runtime/nats/server.js";
 import type { ClusterStatus, CollectorStatus } from "../runtime/supervisor/status.js";
@@ -13,13 +15,15 @@ import { countsBy, sink } from "./collector-helpers.js";
 import { TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 
-type Mode = "ok" | "503" | "hang" | "huge";
+type Mode = "ok" | "503" | "hang" | "huge" | "redirect";
 
 /** A message feed: `GET /feed?cursor=N&limit=L` → `{ messages, cursor }`; cursors are strings. */
 class Feed {
   readonly messages: Record<string, unknown>[] = [];
   mode: Mode = "ok";
   requests = 0;
+  /** Where mode "redirect" sends the client. */
+  redirectTo = "";
   private server: Server | undefined;
   constructor(readonly port: number) {}
 
@@ -40,6 +44,10 @@ class Feed {
         res.write(`{"messages":[],"padding":"`);
         for (let i = 0; i < 8; i++) res.write("x".repeat(1024));
         res.end(`"}`);
+        return;
+      }
+      if (this.mode === "redirect") {
+        res.writeHead(302, { location: `${this.redirectTo}?token=from-the-location` }).end();
         return;
       }
       if (this.mode === "503") {
@@ -73,12 +81,16 @@ class Feed {
 
 let cluster: TestCluster | undefined;
 let feed: Feed | undefined;
+let elsewhere: Server | undefined;
 
 afterEach(async () => {
   await cluster?.stop();
   await feed?.close();
+  const e = elsewhere;
+  if (e) await new Promise<void>((r) => e.close(() => r()));
   cluster = undefined;
   feed = undefined;
+  elsewhere = undefined;
 });
 
 const col = (s: ClusterStatus): CollectorStatus => s.collectors[0]!;
@@ -92,6 +104,15 @@ describe("HTTP collector", () => {
     f.add(1, () => ({ priority: "high" })); // not a message field: a dead letter
     f.add(4);
     await f.open();
+    // The target of the redirect: it must never see a request (it would carry the Authorization header).
+    const redirected: string[] = [];
+    const target = createServer((req, res) => {
+      redirected.push(`${req.method} ${req.url} authorization=${req.headers.authorization}`);
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ messages: [], cursor: null }));
+    });
+    elsewhere = target;
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", () => r()));
+    f.redirectTo = `http://127.0.0.1:${(target.address() as AddressInfo).port}/elsewhere`;
     cluster = await TestCluster.start({
       nodes: 1,
       actors: { ingest: 0, collector: 1, subqueue: 1, processor: 1, pusher: 1 },
@@ -125,7 +146,7 @@ describe("HTTP collector", () => {
     let s = await c.waitStatus("first collection done", (st) => col(st).collected === 10 && col(st).state === "ok");
     expect(col(s)).toMatchObject({ deadLettered: 1, caughtUp: true, newestUpdatedAt: new Date(1_700_000_000_010).toISOString() });
 
-    // The source fails three ways while messages keep being written to it.
+    // The source fails five ways while messages keep being written to it.
     const failing = async (mode: Mode | "down", pattern: RegExp) => {
       if (mode === "down") await f.close();
       else f.mode = mode;
@@ -136,6 +157,9 @@ describe("HTTP collector", () => {
     expect(col(s).nextAttemptAt).not.toBeNull();
     await failing("hang", /no answer within timeoutMs = 300 ms/);
     await failing("huge", /answered with a body over maxBodyBytes = 4096 bytes/);
+    s = await failing("redirect", /answered 302 Found, a redirect to http:\/\/127\.0\.0\.1:\d+\/elsewhere: redirects are not followed .*set url to the final address/);
+    expect(col(s).lastError).not.toContain("from-the-location");
+    expect(redirected).toEqual([]);
     s = await failing("down", /GET http:\/\/127\.0\.0\.1:\d+\/feed failed: .*ECONNREFUSED/);
     expect(col(s).consecutiveFailures).toBeGreaterThanOrEqual(3);
     const table = await c.cli(["status", "-c", c.configFile]);

@@ -101,13 +101,15 @@ describe("defaults", () => {
         restart: { initialDelayMs: 0, maxDelayMs: 5000, intensity: 10, periodMs: 60_000 },
       },
       http: { host: "127.0.0.1", maxBodyBytes: 1_048_576 },
-      limits: { maxPayloadBytes: 262_144 },
+      limits: { maxPayloadBytes: 262_144, maxDepth: 32, maxValues: 100_000, maxKeys: 10_000, maxStringBytes: 262_144 },
       pipeline: {
         maxInFlight: 64,
         maxHeld: 1000,
+        maxDeliveries: 10,
         ackWaitMs: 10_000,
         duplicateWindowMs: 120_000,
         retry: { backoffMs: [1000, 5000, 30_000, 120_000, 600_000], maxAttempts: 6 },
+        deadLetters: { maxAge: 0, maxBytes: 0 },
       },
       nodes: [{ name: "a", actors: { ingest: 1, collector: 1, subqueue: 1, processor: 1, pusher: 1 } }],
       faultInjection: false,
@@ -276,6 +278,35 @@ describe("errors name the path and the reason", () => {
     expectIssue(err, "topics.b.url", "must be an http:// or https:// URL");
     expectIssue(err, "topics.c.secret", "whsec_");
     expectIssue(err, "topics.d.channel", 'must be one of "nats", "webhook" (got "smtp")');
+  });
+
+  describe("webhook secrets are 24–64 bytes, as Standard Webhooks asks", () => {
+    const whsec = (bytes: number) => "whsec_" + Buffer.alloc(bytes, 0xa5).toString("base64");
+    const withSecret = (secret: string) => ({ ...minimal(), topics: { hook: { channel: "webhook", url: "https://example.com/h", secret } } });
+    const accepted = (secret: string) => parseConfig(withSecret(secret), tmp).topics.hook;
+
+    test.each([3, 23, 65])("a whsec_ secret of %i bytes is refused, naming the rule and how to make one", (bytes) => {
+      const err = rejects(withSecret(whsec(bytes)));
+      expectIssue(err, "topics.hook.secret", `decodes to ${bytes} bytes; a whsec_ secret must decode to 24–64 bytes`);
+      expectIssue(err, "topics.hook.secret", 'make one with: echo "whsec_$(openssl rand -base64 32)"');
+      expect(err.message).not.toContain(whsec(bytes).slice("whsec_".length));
+    });
+
+    test.each([24, 64])("a whsec_ secret of %i bytes is accepted", (bytes) => {
+      expect(accepted(whsec(bytes))).toMatchObject({ secret: whsec(bytes) });
+    });
+
+    test("a raw secret counts its UTF-8 bytes: 23 refused, 24 accepted", () => {
+      const err = rejects(withSecret("r".repeat(23)));
+      expectIssue(err, "topics.hook.secret", "is 23 bytes; a raw secret (used as its UTF-8 bytes) must be 24–64 bytes");
+      expect(accepted("r".repeat(24))).toMatchObject({ secret: "r".repeat(24) });
+      // 12 characters of 2 bytes each are 24 bytes.
+      expect(accepted("é".repeat(12))).toMatchObject({ secret: "é".repeat(12) });
+    });
+
+    test("a whsec_ secret that is not base64 is refused", () => {
+      expectIssue(rejects(withSecret("whsec_not base64!")), "topics.hook.secret", 'must be "whsec_" followed by standard base64');
+    });
   });
 
   test("template fields that would collide with the push payload's own fields are reserved", () => {

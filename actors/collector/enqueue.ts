@@ -6,7 +6,8 @@
  * A batch counts as done only when every publish of it is acknowledged.
  */
 import type { TopicConfig } from "../../runtime/config/schema.js";
-import { validateSubmission } from "../../runtime/pipeline/envelope.js";
+import { TooLargeError } from "../../runtime/errors.js";
+import { validateSubmission, type DataLimits } from "../../runtime/pipeline/envelope.js";
 import type { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
 import type { CollectedItem } from "./source.js";
@@ -15,7 +16,7 @@ export interface EnqueueContext {
   /** `collector:<name>`. */
   source: `collector:${string}`;
   topics: Record<string, TopicConfig>;
-  maxPayloadBytes: number;
+  limits: DataLimits;
   /** ms since epoch; becomes `createdAt`. */
   now: () => number;
 }
@@ -39,15 +40,23 @@ export async function enqueueBatch(io: QueueIO, items: CollectedItem[], ctx: Enq
     const v = validateSubmission(item.submission, {
       source: ctx.source,
       topics: ctx.topics,
-      maxPayloadBytes: ctx.maxPayloadBytes,
+      limits: ctx.limits,
       now: ctx.now,
       newId: () => item.id,
     });
     if (v.ok) {
-      const ack = await io.enqueue(v.envelope, item.id);
-      if (ack.duplicate) result.duplicates++;
-      else result.queued++;
-      return;
+      try {
+        const ack = await io.enqueue(v.envelope, item.id);
+        if (ack.duplicate) result.duplicates++;
+        else result.queued++;
+        return;
+      } catch (err) {
+        // Too large for the server: permanent, so it must not hold up the batch forever.
+        if (!(err instanceof TooLargeError)) throw err;
+        await io.deadLetter(deadLetter(item, "too-large", err.message, ctx), item.id);
+        result.deadLettered++;
+        return;
+      }
     }
     await io.deadLetter(deadLetter(item, v.reason, v.error, ctx), item.id);
     result.deadLettered++;
@@ -58,7 +67,7 @@ export async function enqueueBatch(io: QueueIO, items: CollectedItem[], ctx: Enq
   return result;
 }
 
-function deadLetter(item: CollectedItem, reason: "invalid" | "unknown-topic", error: string, ctx: EnqueueContext): DeadLetter {
+function deadLetter(item: CollectedItem, reason: "invalid" | "unknown-topic" | "too-large", error: string, ctx: EnqueueContext): DeadLetter {
   const topic = (item.submission as { topic?: unknown } | null)?.topic;
   let raw: Uint8Array | undefined;
   try {

@@ -42,7 +42,11 @@ class CollectorActor extends Actor {
       return;
     }
     const kv = await new Kvm(nc).create(collectorsBucket(config.subjectPrefix), { history: BUCKET_HISTORY });
-    const io = new QueueIO(jetstream(nc), config.subjectPrefix);
+    const io = new QueueIO(jetstream(nc), {
+      prefix: config.subjectPrefix,
+      maxPayload: nc.info?.max_payload ?? 1_048_576,
+      isTopic: (t) => Object.hasOwn(config.topics, t),
+    });
     for (const { c, i } of mine) {
       const runner = new CollectorRunner({
         config: c,
@@ -53,7 +57,7 @@ class CollectorActor extends Actor {
         enqueue: {
           source: `collector:${c.name}`,
           topics: config.topics,
-          maxPayloadBytes: config.limits.maxPayloadBytes,
+          limits: config.limits,
           now: Date.now,
         },
         node: init.node,

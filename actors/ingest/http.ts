@@ -5,7 +5,9 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { timingSafeEqual } from "node:crypto";
+import { isJsonPayload } from "../../runtime/codec/index.js";
 import type { Logger } from "../../runtime/log.js";
+import { decodeSubmission, type DataLimits } from "../../runtime/pipeline/envelope.js";
 import type { SubmitReply } from "./index.js";
 
 export interface HttpIngestOptions {
@@ -13,6 +15,7 @@ export interface HttpIngestOptions {
   port: number;
   token: string | undefined;
   maxBodyBytes: number;
+  limits: DataLimits;
   node: string;
   submit: (input: unknown) => Promise<SubmitReply>;
   log: Logger;
@@ -68,19 +71,18 @@ export class HttpIngest {
     if (body === undefined) {
       return send(res, 413, { error: `request body over ${this.opts.maxBodyBytes} bytes (http.maxBodyBytes)` });
     }
-    let input: unknown;
-    try {
-      input = JSON.parse(body.toString("utf8"));
-    } catch (err) {
-      return send(res, 400, { error: `malformed JSON: ${(err as Error).message}`, reason: "invalid" });
-    }
-    const reply = await this.opts.submit(input);
+    if (!isJsonPayload(body)) return send(res, 400, { error: "the body must be a JSON object: { topic, data, to?, id? }", reason: "invalid" });
+    // The same strict decoder as every other path: invalid UTF-8 and budget overruns are refused.
+    const decoded = decodeSubmission(body, this.opts.limits);
+    if (!decoded.ok) return send(res, 400, { error: decoded.error, reason: "invalid" });
+    const reply = await this.opts.submit(decoded.value);
     if (reply.ok) return send(res, 202, { id: reply.id, duplicate: reply.duplicate });
     if (reply.reason === "unavailable") {
       res.setHeader("retry-after", "1");
       return send(res, 503, { error: reply.error, reason: reply.reason });
     }
-    return send(res, reply.reason === "unknown-topic" ? 404 : 400, { error: reply.error, reason: reply.reason });
+    const status = reply.reason === "unknown-topic" ? 404 : reply.reason === "too-large" ? 413 : 400;
+    return send(res, status, { error: reply.error, reason: reply.reason });
   }
 
   private authorized(req: IncomingMessage): boolean {

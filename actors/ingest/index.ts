@@ -7,9 +7,9 @@
 import { jetstream } from "@nats-io/jetstream";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { monotonicFactory } from "ulid";
-import { encode, isJsonPayload } from "../../runtime/codec.js";
+import { encode, isJsonPayload } from "../../runtime/codec/index.js";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
-import { errorText } from "../../runtime/errors.js";
+import { errorText, TooLargeError } from "../../runtime/errors.js";
 import { decodeSubmission, validateSubmission } from "../../runtime/pipeline/envelope.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import type { Source } from "../../runtime/pipeline/types.js";
@@ -18,7 +18,7 @@ import { HttpIngest } from "./http.js";
 /** The answer to a submission, over NATS and HTTP alike. */
 export type SubmitReply =
   | { ok: true; id: string; duplicate: boolean }
-  | { ok: false; error: string; reason: "invalid" | "unknown-topic" | "unavailable" };
+  | { ok: false; error: string; reason: "invalid" | "unknown-topic" | "too-large" | "unavailable" };
 
 const newId = monotonicFactory();
 
@@ -29,7 +29,11 @@ export class IngestActor extends Actor {
 
   override async start(): Promise<void> {
     const { nc, config, init, names } = this.ctx;
-    this.io = new QueueIO(jetstream(nc), config.subjectPrefix);
+    this.io = new QueueIO(jetstream(nc), {
+      prefix: config.subjectPrefix,
+      maxPayload: nc.info?.max_payload ?? 1_048_576,
+      isTopic: (t) => Object.hasOwn(config.topics, t),
+    });
     this.sub = nc.subscribe(names.submit, {
       queue: "herald-ingest",
       callback: (err, msg) => {
@@ -43,6 +47,7 @@ export class IngestActor extends Actor {
         port,
         token: config.http.token,
         maxBodyBytes: config.http.maxBodyBytes,
+        limits: config.limits,
         node: init.node,
         submit: (input) => this.submit(input, "http"),
         log: this.ctx.log,
@@ -63,7 +68,7 @@ export class IngestActor extends Actor {
     const result = validateSubmission(input, {
       source,
       topics: config.topics,
-      maxPayloadBytes: config.limits.maxPayloadBytes,
+      limits: config.limits,
       now: Date.now,
       newId: () => newId(),
     });
@@ -77,13 +82,15 @@ export class IngestActor extends Actor {
       return { ok: true, id: result.envelope.id, duplicate: ack.duplicate };
     } catch (err) {
       this.failed++;
+      // Too large for the server is the message's fault, and permanent: not "try again later".
+      if (err instanceof TooLargeError) return { ok: false, error: err.message, reason: "too-large" };
       return { ok: false, error: `the queue did not accept the message: ${errorText(err)}`, reason: "unavailable" };
     }
   }
 
   private async onSubmit(msg: Msg): Promise<void> {
     const json = isJsonPayload(msg.data);
-    const decoded = decodeSubmission(msg.data);
+    const decoded = decodeSubmission(msg.data, this.ctx.config.limits);
     const reply: SubmitReply = decoded.ok
       ? await this.submit(decoded.value, "submit")
       : { ok: false, error: decoded.error, reason: "invalid" };

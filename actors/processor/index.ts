@@ -6,7 +6,7 @@
  */
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
-import { decode, encode } from "../../runtime/codec.js";
+import { decode, encode } from "../../runtime/codec/index.js";
 import { errorText } from "../../runtime/errors.js";
 import { NoRespondersError, Rpc } from "../../runtime/nats/rpc.js";
 import { pushTimeoutMs } from "../../runtime/pipeline/deadlines.js";

@@ -5,7 +5,7 @@
  */
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
-import { decode, encode } from "../../runtime/codec.js";
+import { decode, encode } from "../../runtime/codec/index.js";
 import { errorText } from "../../runtime/errors.js";
 import { pipelineNames } from "../../runtime/pipeline/streams.js";
 import type { Outcome } from "../../runtime/pipeline/types.js";

@@ -1,26 +1,36 @@
 /**
- * Sends one message to a processor (which renders it and has a pusher deliver it) and settles the
- * outcome on the message's stream record: delivered → ack; transient failure → exception queue;
- * permanent failure or retries exhausted → dead letters. The successor record is made durable
- * before the message is acked, so a crash between the two duplicates, never loses.
+ * Sends one held message to a processor (which renders it and has a pusher deliver it) and
+ * settles the outcome on the message's stream record: delivered → ack; transient failure →
+ * exception queue; permanent failure or retries exhausted → dead letters. The decision is
+ * runtime/pipeline/settle.ts; this file carries it out.
+ *
+ * The successor record is made durable before the message is acked, so a crash between the two
+ * duplicates, never loses. A successor write that fails (NATS unavailable) is retried here with
+ * backoff while the message stays held and kept alive; the message is not handed back to the
+ * stream, which would spend one of its deliveries (see poison.ts) on an outage.
  */
-import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decode, encode } from "../../runtime/codec.js";
+import type { Clock } from "../../runtime/clock.js";
+import { decode, encode } from "../../runtime/codec/index.js";
 import type { HeraldConfig } from "../../runtime/config/index.js";
-import { errorText } from "../../runtime/errors.js";
+import { errorText, TooLargeError } from "../../runtime/errors.js";
+import type { Logger } from "../../runtime/log.js";
 import { NoRespondersError, Rpc } from "../../runtime/nats/rpc.js";
 import { processTimeoutMs } from "../../runtime/pipeline/deadlines.js";
-import type { Logger } from "../../runtime/log.js";
-import { backoffDelay, QueueIO } from "../../runtime/pipeline/queue-io.js";
+import type { Original, QueueIO } from "../../runtime/pipeline/queue-io.js";
+import { decideSettlement, type Settlement } from "../../runtime/pipeline/settle.js";
+import { originalOf } from "../../runtime/pipeline/stored.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
-import type { DeadReason, Envelope, Outcome } from "../../runtime/pipeline/types.js";
+import type { Envelope, Outcome } from "../../runtime/pipeline/types.js";
+import type { Held } from "./lane.js";
 
 /** What became of a dispatch, for the caller's counters. */
 export type Settled = "delivered" | "retrying" | "dead" | "requeued";
 
-/** When no processor is running, the message goes back to the queue for this long. */
-const NO_PROCESSOR_DELAY_MS = 2000;
+/** While no processor is running, the message is offered again this often, ms. */
+const NO_PROCESSOR_RETRY_MS = 1000;
+/** Successor writes that fail are tried again after these delays (the last repeats), ms. */
+const WRITE_RETRY_MS = [100, 250, 500, 1000, 2000, 5000];
 
 export class Dispatcher {
   private readonly rpc: Rpc;
@@ -29,7 +39,10 @@ export class Dispatcher {
     nc: NatsConnection,
     private readonly io: QueueIO,
     private readonly config: HeraldConfig,
+    private readonly clock: Clock,
     private readonly log: Logger,
+    /** False once the actor drains: waits end, and what is unsettled goes back to the stream. */
+    private readonly running: () => boolean,
   ) {
     this.rpc = new Rpc(nc);
   }
@@ -38,77 +51,105 @@ export class Dispatcher {
     this.rpc.close();
   }
 
-  /** Pushes `env` (one more attempt) and settles `m`, a queue or exception-queue record. */
-  async dispatch(m: JsMsg, env: Envelope): Promise<Settled> {
-    const attempt: Envelope = { ...env, attempts: env.attempts + 1 };
-    let outcome: Outcome;
-    try {
-      const reply = await this.rpc.request(this.io.names.process, encode(attempt), processTimeoutMs(this.config, env.topic));
-      outcome = decode<Outcome>(reply.data);
-    } catch (err) {
-      if (err instanceof NoRespondersError) {
-        // Not the message's fault: it keeps its attempts and comes back when processors do.
-        this.log.warn("no processor actor is running; message returned to the queue", { id: env.id });
-        m.nak(NO_PROCESSOR_DELAY_MS);
-        return "requeued";
-      }
-      outcome = { outcome: "retry", reason: `no answer from a processor: ${errorText(err)}` };
-    }
-    return this.settle(m, attempt, outcome);
-  }
-
-  /** Records the outcome durably, then acks `m`; if recording fails, `m` comes back later. */
-  async settle(m: JsMsg, env: Envelope, outcome: Outcome): Promise<Settled> {
-    try {
-      if (outcome.outcome === "delivered") {
-        m.ack();
-        return "delivered";
-      }
-      if (outcome.outcome === "retry") {
-        const retry = this.config.pipeline.retry;
-        if (env.attempts >= retry.maxAttempts) {
-          await this.dead(m, env, "exhausted", `gave up after ${env.attempts} attempts; last error: ${outcome.reason}`);
-          return "dead";
-        }
-        const delay = outcome.retryAfterMs ?? backoffDelay(retry.backoffMs, env.attempts);
-        const now = Date.now();
-        await this.io.exception({
-          envelope: env,
-          error: outcome.reason,
-          attempts: env.attempts,
-          firstFailedAt: now,
-          nextAttemptAt: now + delay,
-        });
-        m.ack();
-        return "retrying";
-      }
-      await this.dead(m, env, outcome.reason, outcome.error);
-      return "dead";
-    } catch (err) {
-      this.log.error("could not record the outcome; the message will be redelivered", { id: env.id, error: errorText(err) });
-      m.nak(1000);
+  /** Pushes the held message (one more attempt) and settles it. */
+  async dispatch(h: Held): Promise<Settled> {
+    const attempt: Envelope = { ...h.env, attempts: h.env.attempts + 1 };
+    const outcome = await this.push(attempt);
+    if (outcome === undefined) {
+      h.m.nak();
       return "requeued";
     }
+    return this.settle(h, attempt, decideSettlement(outcome, attempt, this.config.pipeline.retry));
   }
 
-  /** Writes a dead letter for `env` and acks `m`. */
-  async dead(m: JsMsg, env: Envelope, reason: DeadReason, error: string): Promise<void> {
-    const dl: DeadLetter = { id: env.id, topic: env.topic, reason, error, attempts: env.attempts, deadAt: Date.now(), envelope: env };
-    await this.io.deadLetter(dl, `${env.id}:${m.info.stream}:${m.info.streamSequence}`);
-    this.log.warn("dead letter", { id: env.id, topic: env.topic, reason, error });
-    m.ack();
-  }
-
-  /** Dead-letters input that never became an envelope, then acks it. */
-  async deadInput(m: JsMsg, dl: DeadLetter): Promise<void> {
-    try {
-      await this.io.deadLetter(dl, `${dl.id}:${m.info.stream}`);
-      this.log.warn("dead letter", { id: dl.id, topic: dl.topic, reason: dl.reason, error: dl.error });
-      m.ack();
-    } catch (err) {
-      this.log.error("could not record a dead letter; the input will be redelivered", { id: dl.id, error: errorText(err) });
-      m.nak(1000);
+  /** The outcome of one attempt; undefined when the actor stopped while no processor was running. */
+  private async push(attempt: Envelope): Promise<Outcome | undefined> {
+    for (;;) {
+      try {
+        const reply = await this.rpc.request(this.io.names.process, encode(attempt), processTimeoutMs(this.config, attempt.topic));
+        return decode<Outcome>(reply.data);
+      } catch (err) {
+        if (!(err instanceof NoRespondersError)) return { outcome: "retry", reason: `no answer from a processor: ${errorText(err)}` };
+        // Not the message's fault: it keeps its attempts and waits here until processors are back.
+        this.log.warn("no processor actor is running; holding the message", { id: attempt.id });
+        if (!(await this.pause(NO_PROCESSOR_RETRY_MS))) return undefined;
+      }
     }
   }
 
+  /** Carries out `s` on `h`: successor record first, then the ack. */
+  async settle(h: Held, env: Envelope, s: Settlement): Promise<Settled> {
+    const { m } = h;
+    for (let failures = 0; ; failures++) {
+      try {
+        switch (s.action) {
+          case "ack":
+            m.ack();
+            return "delivered";
+          case "retry":
+            await this.io.exception({
+              envelope: env,
+              error: s.error,
+              attempts: env.attempts,
+              firstFailedAt: h.entry?.firstFailedAt ?? this.clock.wall(),
+              delayMs: s.delayMs,
+            });
+            m.ack();
+            return "retrying";
+          case "dead":
+            await this.writeLetter(this.letter(env, s.reason, s.error), `${env.topic}:${env.id}:${m.info.stream}:${m.info.streamSequence}`, originalOf(m, this.config.subjectPrefix, h.entry));
+            m.ack();
+            return "dead";
+        }
+      } catch (err) {
+        if (err instanceof TooLargeError && s.action === "retry") {
+          // Resending cannot make it smaller: a permanent failure.
+          s = { action: "dead", reason: "too-large", error: `cannot be retried (${err.message}); the failure was: ${s.error}` };
+          continue;
+        }
+        if (!(await this.writeFailed(h, failures, err))) return "requeued";
+      }
+    }
+  }
+
+  /** Dead-letters a stored message that never became a dispatchable envelope, then acks it. */
+  async deadInput(h: Pick<Held, "m">, dl: DeadLetter, original?: Original): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        await this.writeLetter(dl, `${dl.id}:${h.m.info.stream}:${h.m.info.streamSequence}`, original);
+        h.m.ack();
+        return;
+      } catch (err) {
+        if (!(await this.writeFailed(h, failures, err))) return;
+      }
+    }
+  }
+
+  private async writeLetter(dl: DeadLetter, msgId: string, original: Original | undefined): Promise<void> {
+    await this.io.deadLetter(dl, msgId, original);
+    this.log.warn("dead letter", { id: dl.id, topic: dl.topic, reason: dl.reason, error: dl.error });
+  }
+
+  private letter(env: Envelope, reason: DeadLetter["reason"], error: string): DeadLetter {
+    return { id: env.id, topic: env.topic, reason, error, attempts: env.attempts, deadAt: this.clock.wall(), envelope: env };
+  }
+
+  /** Logs a failed write and waits before the next try; false (message handed back) once draining. */
+  private async writeFailed(h: Pick<Held, "m">, failures: number, err: unknown): Promise<boolean> {
+    const delay = WRITE_RETRY_MS[Math.min(failures, WRITE_RETRY_MS.length - 1)]!;
+    const log = failures === 0 ? this.log.warn : this.log.debug;
+    log("could not record the outcome; trying again", { seq: h.m.info.streamSequence, retryInMs: delay, error: errorText(err) });
+    if (await this.pause(delay)) return true;
+    h.m.nak();
+    return false;
+  }
+
+  /** Waits `ms` unless the actor stops; true if still running. */
+  private async pause(ms: number): Promise<boolean> {
+    const until = this.clock.monotonic() + ms;
+    while (this.running() && this.clock.monotonic() < until) {
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, until - this.clock.monotonic()))));
+    }
+    return this.running();
+  }
 }

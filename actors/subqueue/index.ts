@@ -1,72 +1,101 @@
 /**
  * The sub-queue actor (seed US9065778): takes messages from the durable queue, cuts each topic's
  * stream into sub-queues by the rules in force, and dispatches them — sub-queues in the secondary
- * scheme's order, messages inside one in the primary scheme's order — to the processors.
+ * scheme's order, messages inside one in the primary scheme's order — to the processors. It also
+ * runs each topic's exception-queue retries.
  *
- * Every sub-queue actor in the cluster shares one durable consumer, so the work is spread over
- * all of them; the order the rules define holds among the messages one actor holds. Held messages
- * are un-acked: they are kept alive with `working()`, and if the holder dies JetStream hands them
- * to another actor after AckWait. The actor also runs the exception queue's retry loop.
+ * Topics are isolated: each has its own consumer on the queue and on the exception queue, its own
+ * budget of held messages (`pipeline.maxHeld`) and a fair share of the in-flight budget
+ * (fair-share.ts). A paused topic fills its own budget and then is simply not fetched; a slow one
+ * holds its share of in-flight slots; a backlog is read by its own consumer. None of them stands
+ * in front of another topic's messages.
+ *
+ * Every sub-queue actor in the cluster shares each topic's durable consumer, so the work is spread
+ * over all of them; the order the rules define holds among the messages one actor holds. Held
+ * messages are un-acked: they are kept alive with `working()`, and if the holder dies JetStream
+ * hands them to another actor after AckWait. A message that keeps failing before it can be settled
+ * is retired as poison (runtime/pipeline/poison.ts).
  */
 import { jetstream, type Consumer, type JsMsg } from "@nats-io/jetstream";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
-import { decode } from "../../runtime/codec.js";
+import { systemClock, type Clock } from "../../runtime/clock.js";
 import { errorText } from "../../runtime/errors.js";
-import { envelopeProblem } from "../../runtime/pipeline/envelope.js";
-import { parseQueued, QueueIO, storedAtMs, unreadableLetter } from "../../runtime/pipeline/queue-io.js";
-import type { ExceptionEntry } from "../../runtime/pipeline/streams.js";
-import type { Envelope } from "../../runtime/pipeline/types.js";
+import { bindBucket } from "../../runtime/nats/buckets.js";
+import { QueueIO } from "../../runtime/pipeline/queue-io.js";
+import { originalOf, parseQueued, readExceptionEntry, unreadableLetter, type ParseContext } from "../../runtime/pipeline/stored.js";
+import { HEADER_DRILL } from "../../runtime/pipeline/streams.js";
 import { Dispatcher, type Settled } from "./dispatcher.js";
-import { Lane } from "./lanes.js";
+import { laneShare } from "./fair-share.js";
+import { TopicLane, type Held } from "./lane.js";
 import { RulesView } from "./rules-view.js";
-
-interface Held {
-  m: JsMsg;
-  env: Envelope;
-}
+import { SuspectLedger } from "./suspects.js";
 
 /** Fetch requests wait this long for messages before asking again, ms. */
-const FETCH_EXPIRES_MS = 1000;
+const FETCH_EXPIRES_MS = 2000;
+/** Most messages asked for in one fetch. */
+const FETCH_BATCH = 256;
 const BACKOFF_ON_ERROR_MS = 500;
+/** How long a draining actor waits for pushes in flight, ms. */
+const DRAIN_IN_FLIGHT_MS = 5000;
+
+type Stream = "queue" | "exceptions";
 
 export class SubQueueActor extends Actor {
+  private readonly clock: Clock = systemClock;
   private io!: QueueIO;
   private dispatcher!: Dispatcher;
   private view!: RulesView;
-  private readonly lanes = new Map<string, Lane<Held>>();
-  private readonly inFlight = new Set<JsMsg>();
+  private ledger!: SuspectLedger;
+  private parseCtx!: ParseContext;
+  private readonly lanes = new Map<string, TopicLane>();
+  private readonly inFlight = new Set<Held>();
   private running = true;
   private pumpTimer: ReturnType<typeof setTimeout> | undefined;
   private keepAlive: ReturnType<typeof setInterval> | undefined;
-  private wake: (() => void) | undefined;
   private loops: Promise<void>[] = [];
-  private retrying = 0;
   private dead = 0;
 
   override async start(): Promise<void> {
-    const { nc, config, log } = this.ctx;
+    const { nc, config, log, init } = this.ctx;
     const js = jetstream(nc);
-    this.io = new QueueIO(js, config.subjectPrefix);
-    this.dispatcher = new Dispatcher(nc, this.io, config, log);
-    this.view = new RulesView(config.rules, log, () => this.pump());
+    const topics = config.topics;
+    this.io = new QueueIO(js, {
+      prefix: config.subjectPrefix,
+      maxPayload: nc.info?.max_payload ?? 1_048_576,
+      isTopic: (t) => Object.hasOwn(topics, t),
+    });
+    this.parseCtx = { prefix: config.subjectPrefix, topics, limits: config.limits, now: this.clock.wall };
+    this.dispatcher = new Dispatcher(nc, this.io, config, this.clock, log, () => this.running);
+    this.ledger = new SuspectLedger(
+      await bindBucket(nc, this.io.names.poisonBucket),
+      `${init.node}/${init.id}`,
+      config.pipeline.maxDeliveries,
+      this.clock.wall,
+      log.child("poison"),
+    );
+    this.view = new RulesView(config.rules, log, () => this.onRulesChanged());
     await this.view.start(nc, this.io.names.rulesBucket);
-    const queue = await js.consumers.get(this.io.names.queueStream, this.io.names.queueConsumer);
-    const exceptions = await js.consumers.get(this.io.names.exceptionStream, this.io.names.exceptionConsumer);
+    for (const topic of Object.keys(topics)) {
+      const lane = new TopicLane(topic, this.view, this.clock);
+      this.lanes.set(topic, lane);
+      this.loops.push(
+        this.fetchLoop(lane, "queue", () => js.consumers.get(this.io.names.queueStream, this.io.names.queueConsumer(topic))),
+        this.fetchLoop(lane, "exceptions", () => js.consumers.get(this.io.names.exceptionStream, this.io.names.exceptionConsumer(topic))),
+      );
+    }
     // Held and in-flight messages must not reach AckWait while we still have them.
     this.keepAlive = setInterval(() => this.touchAll(), Math.max(500, config.pipeline.ackWaitMs / 3));
-    this.loops.push(this.fetchLoop(queue), this.retryLoop(exceptions));
   }
 
   override async drain(): Promise<void> {
     this.running = false;
-    this.wake?.();
     clearTimeout(this.pumpTimer);
     // Held, undispatched messages go back at once for another actor; in-flight ones finish.
     for (const lane of this.lanes.values()) {
-      for (let h = lane.scheduler.next(); h; h = lane.scheduler.next()) h.m.nak();
+      for (const h of lane.takeAll()) h.m.nak();
     }
-    const deadline = Date.now() + 5000;
-    while (this.inFlight.size > 0 && Date.now() < deadline) await sleep(20);
+    const deadline = this.clock.monotonic() + DRAIN_IN_FLIGHT_MS;
+    while (this.inFlight.size > 0 && this.clock.monotonic() < deadline) await sleep(20);
     clearInterval(this.keepAlive);
     this.view.stop();
     this.dispatcher.close();
@@ -74,183 +103,179 @@ export class SubQueueActor extends Actor {
   }
 
   protected override gauges(): Record<string, number> {
-    return { held: this.inLanes(), inFlight: this.inFlight.size, retrying: this.retrying, dead: this.dead, pauses: this.view?.pauseCount ?? 0 };
+    let held = 0;
+    let retrying = 0;
+    for (const lane of this.lanes.values()) {
+      held += lane.held;
+      retrying += lane.retriesWaiting;
+    }
+    for (const h of this.inFlight) if (h.entry) retrying++;
+    return { held, inFlight: this.inFlight.size, retrying, dead: this.dead, pauses: this.view?.pauseCount ?? 0 };
   }
 
-  /** Received and not yet dispatched. */
-  private inLanes(): number {
-    let n = 0;
-    for (const lane of this.lanes.values()) n += lane.scheduler.size;
-    return n;
-  }
-
-  /** Everything this actor holds un-acked: in its lanes or in flight. */
-  private held(): number {
-    return this.inLanes() + this.inFlight.size;
-  }
-
-  private async fetchLoop(consumer: Consumer): Promise<void> {
-    const { config } = this.ctx;
+  /** Fetches one topic's messages from one stream while its lane has room; until the actor stops. */
+  private async fetchLoop(lane: TopicLane, stream: Stream, bind: () => Promise<Consumer>): Promise<void> {
+    const { config, log } = this.ctx;
+    let consumer: Consumer | undefined;
     while (this.running) {
-      const room = config.pipeline.maxHeld + config.pipeline.maxInFlight - this.held();
+      const room = config.pipeline.maxHeld - lane.held;
       if (room <= 0) {
-        await new Promise<void>((r) => (this.wake = r));
+        // A paused or slow topic stops here, and only this topic's loop waits.
+        await lane.waitForRoom();
         continue;
       }
       try {
-        const batch = await consumer.fetch({ max_messages: Math.min(room, 256), expires: FETCH_EXPIRES_MS });
+        consumer ??= await bind();
+        const batch = await consumer.fetch({ max_messages: Math.min(room, FETCH_BATCH), expires: FETCH_EXPIRES_MS });
         for await (const m of batch) {
           if (!this.running) {
             m.nak();
             continue;
           }
-          try {
-            this.receive(m);
-          } catch (err) {
-            // One message must never abort the batch (the rest would wait out AckWait, again and
-            // again behind it): it becomes a dead letter with the reason.
-            this.failed++;
-            this.dead++;
-            this.ctx.log.error("could not receive a queued message; dead-lettering it", { seq: m.seq, error: errorText(err) });
-            void this.dispatcher.deadInput(m, unreadableLetter(m, config.subjectPrefix, `could not be received: ${errorText(err)}`));
-          }
+          await this.take(lane, stream, m);
         }
       } catch (err) {
-        if (this.running) this.ctx.log.debug("queue fetch failed; retrying", { error: errorText(err) });
+        if (this.running) log.debug("fetch failed; retrying", { topic: lane.topic, stream, error: errorText(err) });
         await sleep(BACKOFF_ON_ERROR_MS);
       }
     }
   }
 
-  private receive(m: JsMsg): void {
-    const { config } = this.ctx;
-    const parsed = parseQueued(m, { prefix: config.subjectPrefix, topics: config.topics, maxPayloadBytes: config.limits.maxPayloadBytes });
+  /**
+   * Takes one delivery into the lane. Nothing here may throw past it: a message that cannot be
+   * read becomes a dead letter, and one that keeps killing its reader is retired as poison.
+   */
+  private async take(lane: TopicLane, stream: Stream, m: JsMsg): Promise<void> {
+    const prefix = this.ctx.config.subjectPrefix;
+    let admission;
+    try {
+      admission = await this.ledger.admit(m, stream === "queue" ? 0 : 1);
+    } catch (err) {
+      admission = { read: true as const, done: async () => {} };
+      this.ctx.log.debug("poison ledger failed; reading unmarked", { error: errorText(err) });
+    }
+    if (!admission.read) {
+      this.failed++;
+      this.dead++;
+      const { raw: _raw, ...letter } = unreadableLetter(m, this.parseCtx, admission.error, "poison");
+      // The whole original is kept (inline or as the letter's body), so the letter can be replayed.
+      void this.dispatcher.deadInput({ m }, { ...letter, id: `poison:${m.info.streamSequence}` }, originalOf(m, prefix));
+      return;
+    }
+    try {
+      if (this.ctx.config.faultInjection) await this.drill(m);
+      if (stream === "queue") this.receive(lane, m);
+      else this.receiveRetry(lane, m);
+    } catch (err) {
+      // One message must never abort the batch (the rest would wait out AckWait behind it).
+      this.failed++;
+      this.dead++;
+      this.ctx.log.error("could not receive a stored message; dead-lettering it", { seq: m.seq, error: errorText(err) });
+      void this.dispatcher.deadInput({ m }, unreadableLetter(m, this.parseCtx, `could not be received: ${errorText(err)}`));
+    } finally {
+      await admission.done();
+    }
+  }
+
+  private receive(lane: TopicLane, m: JsMsg): void {
+    const parsed = parseQueued(m, this.parseCtx);
     if (!parsed.ok) {
       this.failed++;
       this.dead++;
-      void this.dispatcher.deadInput(m, parsed.dead);
+      void this.dispatcher.deadInput({ m }, parsed.dead);
       return;
     }
-    const env = parsed.envelope;
-    if (!Object.hasOwn(config.topics, env.topic)) {
-      // Queued by ingest, but the topic has since been removed from the config.
-      this.failed++;
-      this.dead++;
-      void this.dispatcher.dead(m, env, "unknown-topic", `topic "${env.topic}" is not in the cluster config`).catch(() => m.nak(1000));
-      return;
-    }
-    let lane = this.lanes.get(env.topic);
-    if (!lane) {
-      lane = new Lane<Held>(env.topic, this.view);
-      this.lanes.set(env.topic, lane);
-    }
-    lane.add({ m, env }, storedAtMs(m));
+    lane.add({ m, env: parsed.envelope });
     this.pump();
   }
 
-  /** Dispatches what the rules allow now, and sets a timer for the next sub-queue to close. */
+  /**
+   * An exception entry: on its first delivery it goes back to the stream for its retry delay
+   * (`nak(delay)`: the JetStream server keeps the time, so no host's clock is compared with
+   * another's); the next delivery is the retry. (An entry whose first delivery was lost with its
+   * actor comes back after AckWait and is retried then, early by at most its delay.)
+   */
+  private receiveRetry(lane: TopicLane, m: JsMsg): void {
+    const read = readExceptionEntry(m, this.parseCtx);
+    if (!read.ok) {
+      this.failed++;
+      this.dead++;
+      void this.dispatcher.deadInput({ m }, read.dead);
+      return;
+    }
+    if (m.info.deliveryCount === 1 && read.entry.delayMs > 0) {
+      m.nak(read.entry.delayMs);
+      return;
+    }
+    lane.addRetry({ m, env: read.entry.envelope, entry: read.entry });
+    this.pump();
+  }
+
+  /** Fault drills (faultInjection only): a message that kills or hangs the actor reading it. */
+  private async drill(m: JsMsg): Promise<void> {
+    const drill = m.headers?.get(HEADER_DRILL);
+    if (drill === "crash") {
+      // Thrown from a timer, outside every try, so it ends the thread as a bug would; until then
+      // this reading never finishes.
+      setTimeout(() => {
+        throw new Error(`fault drill: message ${m.info.streamSequence} crashes its reader`);
+      }, 0);
+      await new Promise<never>(() => {});
+    }
+    if (drill === "hang") for (;;) {
+      // Spins until the supervisor's ping times out and it terminates this thread.
+    }
+  }
+
+  private onRulesChanged(): void {
+    // A resume or a new rule may let lanes dispatch (and so make room) at once.
+    this.pump();
+    for (const lane of this.lanes.values()) lane.notifyRoom();
+  }
+
+  /** Dispatches what the rules and budgets allow now, and sets a timer for the next sub-queue to close. */
   private pump(): void {
     if (!this.running) return;
     clearTimeout(this.pumpTimer);
     this.pumpTimer = undefined;
     const max = this.ctx.config.pipeline.maxInFlight;
-    let nextDeadline: number | undefined;
-    let progressed = true;
-    // Round-robin over topics so one busy topic cannot starve the others.
-    while (progressed && this.inFlight.size < max) {
+    const lanes = [...this.lanes.values()].filter((l) => !l.paused);
+    const share = laneShare(max, lanes.filter((l) => l.held > 0 || l.inFlight > 0).length, lanes.length);
+    // Round-robin over topics, one message each per round, within each topic's share.
+    for (let progressed = true; progressed && this.inFlight.size < max; ) {
       progressed = false;
-      for (const lane of this.lanes.values()) {
+      for (const lane of lanes) {
         if (this.inFlight.size >= max) break;
-        if (this.view.paused(lane.topic)) continue;
-        const h = lane.scheduler.next();
+        if (lane.inFlight >= share) continue;
+        const h = lane.next();
         if (!h) continue;
         progressed = true;
-        void this.send(h);
+        void this.send(lane, h);
       }
     }
-    for (const lane of this.lanes.values()) {
+    let nextDeadline: number | undefined;
+    for (const lane of lanes) {
       const d = lane.scheduler.nextDeadlineMs();
       if (d !== undefined && (nextDeadline === undefined || d < nextDeadline)) nextDeadline = d;
     }
     if (nextDeadline !== undefined) {
-      this.pumpTimer = setTimeout(() => this.pump(), Math.max(1, nextDeadline - Date.now() + 1));
+      this.pumpTimer = setTimeout(() => this.pump(), Math.max(1, nextDeadline - this.clock.monotonic() + 1));
     }
   }
 
-  private async send(h: Held): Promise<void> {
-    this.inFlight.add(h.m);
+  private async send(lane: TopicLane, h: Held): Promise<void> {
+    this.inFlight.add(h);
+    lane.inFlight++;
     try {
-      this.count(await this.dispatcher.dispatch(h.m, h.env));
+      this.count(await this.dispatcher.dispatch(h));
+    } catch (err) {
+      this.ctx.log.error("dispatch failed unexpectedly; the message goes back to the stream", { seq: h.m.seq, error: errorText(err) });
+      h.m.nak();
     } finally {
-      this.inFlight.delete(h.m);
-      this.wake?.();
-      this.wake = undefined;
+      this.inFlight.delete(h);
+      lane.inFlight--;
       this.pump();
     }
-  }
-
-  /** The exception queue: each entry is retried when due, then delivered, re-queued or dead. */
-  private async retryLoop(consumer: Consumer): Promise<void> {
-    const max = this.ctx.config.pipeline.maxInFlight;
-    let active = 0;
-    while (this.running) {
-      try {
-        const batch = await consumer.fetch({ max_messages: Math.max(1, max - active), expires: FETCH_EXPIRES_MS });
-        for await (const m of batch) {
-          const entry = this.readEntry(m);
-          if (!entry) continue;
-          const wait = entry.nextAttemptAt - Date.now();
-          if (!this.running || this.view.paused(entry.envelope.topic) || wait > 0) {
-            // Not due (or paused): back to the stream until then; nak(delay) is our own backoff.
-            m.nak(Math.max(wait, this.running ? 1000 : 0));
-            continue;
-          }
-          active++;
-          this.retrying++;
-          void this.dispatcher
-            .dispatch(m, entry.envelope)
-            .then((s) => this.count(s))
-            .finally(() => {
-              active--;
-              this.retrying--;
-            });
-        }
-      } catch (err) {
-        if (this.running) this.ctx.log.debug("exception fetch failed; retrying", { error: errorText(err) });
-        await sleep(BACKOFF_ON_ERROR_MS);
-      }
-      while (this.running && active >= max) await sleep(10);
-    }
-  }
-
-  /**
-   * An exception entry, checked before anything relies on it: `herald.exc.*` is a subject any
-   * client could publish on, and a malformed entry must become a dead letter, not wedge the loop.
-   */
-  private readEntry(m: JsMsg): ExceptionEntry | undefined {
-    const prefix = this.ctx.config.subjectPrefix;
-    const topic = m.subject.slice(`${prefix}.exc.`.length);
-    let problem: string | undefined;
-    let entry: ExceptionEntry | undefined;
-    try {
-      entry = decode<ExceptionEntry>(m.data);
-      problem =
-        typeof entry !== "object" || entry === null
-          ? "not an object"
-          : (envelopeProblem(entry.envelope, topic) ??
-            (typeof entry.nextAttemptAt !== "number" || !Number.isInteger(entry.attempts) ? "missing attempts or nextAttemptAt" : undefined));
-    } catch (err) {
-      problem = `not msgpack: ${errorText(err)}`;
-    }
-    if (!problem) return entry;
-    this.failed++;
-    this.dead++;
-    const letter = unreadableLetter(m, prefix, `malformed exception entry: ${problem}`);
-    letter.topic = topic;
-    letter.subject = m.subject;
-    this.ctx.log.error("malformed exception entry; dead-lettering it", { seq: m.seq, error: problem });
-    void this.dispatcher.deadInput(m, letter);
-    return undefined;
   }
 
   private count(s: Settled): void {
@@ -262,8 +287,8 @@ export class SubQueueActor extends Actor {
   }
 
   private touchAll(): void {
-    for (const m of this.inFlight) m.working();
-    for (const lane of this.lanes.values()) lane.scheduler.forEach((h) => h.m.working());
+    for (const h of this.inFlight) h.m.working();
+    for (const lane of this.lanes.values()) lane.forEach((h) => h.m.working());
   }
 }
 

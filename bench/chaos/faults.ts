@@ -10,7 +10,7 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { gatherStatus } from "../../runtime/cli/commands/status.js";
-import { decode, encode } from "../../runtime/codec.js";
+import { decode, encode } from "../../runtime/codec/index.js";
 import { randomIndex } from "../../runtime/rules/random.js";
 import type { ControlReply } from "../../runtime/supervisor/supervisor.js";
 import type { ClusterStatus } from "../../runtime/supervisor/status.js";

@@ -4,7 +4,7 @@
  *   - master failover: SIGKILL of the master's process → another node announces master.acquired;
  *   - actor respawn: fault-drill crash of an actor → its supervisor announces it running again.
  */
-import { decode, encode } from "../../runtime/codec.js";
+import { decode, encode } from "../../runtime/codec/index.js";
 import { LocalCluster, waitFor, type ClusterEvent } from "../../runtime/testing/index.js";
 import { log, spread, type Spread } from "./stats.js";
 

@@ -181,9 +181,11 @@ main(process.argv.slice(2)).then(
     if (isUserError(err)) {
       process.stderr.write(`herald: ${err.message}\n`);
       process.exitCode = err instanceof HeraldError && err.code === "USAGE" ? 2 : 1;
-      return;
+    } else {
+      process.stderr.write(`herald: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
     }
-    process.stderr.write(`herald: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
+    // A node that failed to start may still hold sockets and timers: it is done all the same.
+    if (process.argv[2] === "start") process.exit(process.exitCode);
   },
 );

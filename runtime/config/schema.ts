@@ -108,10 +108,16 @@ const http = z
 
 const limits = z
   .strictObject({
-    maxPayloadBytes: integer(1, 67_108_864).default(262_144).describe("Largest accepted message (encoded envelope), in bytes."),
+    maxPayloadBytes: integer(1, 67_108_864)
+      .default(262_144)
+      .describe("Largest accepted `data` of a message, as UTF-8 JSON, in bytes. Must leave room in the NATS server's max_payload (checked at start)."),
+    maxDepth: integer(1, 1000).default(32).describe("Deepest nesting of a message's `data` (data itself is level 1)."),
+    maxValues: integer(1, 10_000_000).default(100_000).describe("Most values (of any kind) in a message's `data`."),
+    maxKeys: integer(1, 1_000_000).default(10_000).describe("Most keys in one object of a message's `data`."),
+    maxStringBytes: integer(1, 67_108_864).default(262_144).describe("Longest string in a message's `data`, in UTF-8 bytes."),
   })
   .prefault({})
-  .describe("Size limits applied at ingest.");
+  .describe("What one message may hold, checked on every ingest path before anything else reads it; a refusal names the key it hit.");
 
 const retry = z
   .strictObject({
@@ -125,6 +131,20 @@ const retry = z
   .prefault({})
   .describe("Exception-queue retries of transient push failures.");
 
+const deadLetters = z
+  .strictObject({
+    maxAge: integer(0, 31_536_000_000)
+      .default(0)
+      .describe("Dead letters older than this are deleted, in milliseconds. 0: kept until replayed or purged."),
+    maxBytes: integer(0, Number.MAX_SAFE_INTEGER)
+      .default(0)
+      .describe(
+        "Size cap of the dead-letter stream, in bytes. When full, new dead letters are refused (their messages wait in the queue) and status warns from 80%. 0: no cap.",
+      ),
+  })
+  .prefault({})
+  .describe("Limits of the dead-letter stream.");
+
 const pipeline = z
   .strictObject({
     maxInFlight: integer(1, 10_000)
@@ -132,14 +152,22 @@ const pipeline = z
       .describe("Messages a sub-queue actor has dispatched and not yet seen pushed. 1 makes deliveries complete in dispatch order."),
     maxHeld: integer(1, 100_000)
       .default(1000)
-      .describe("Messages a sub-queue actor holds (received, not yet dispatched) before it stops fetching."),
+      .describe(
+        "Messages a sub-queue actor holds of one topic (received, not yet dispatched) before it stops fetching that topic; a paused topic fills this and no more.",
+      ),
+    maxDeliveries: integer(2, 1000)
+      .default(10)
+      .describe(
+        "A stored message delivered this many times without being settled (its readers keep dying or it keeps coming back) becomes a dead letter with reason poison.",
+      ),
     ackWaitMs: integer(1000, 3_600_000)
       .default(10_000)
       .describe("JetStream AckWait of the queue: held messages are kept alive with working(); a dead holder's messages return after this long."),
     duplicateWindowMs: integer(1000, 86_400_000)
       .default(120_000)
-      .describe("Window within which a message id already queued is not queued again, in milliseconds."),
+      .describe("Window within which a message id already queued for the same topic is not queued again, in milliseconds."),
     retry,
+    deadLetters,
   })
   .prefault({})
   .describe("Queue, dispatch and retry settings of the message pipeline.");
@@ -221,6 +249,9 @@ const natsTopic = z
   })
   .describe("Push on a NATS subject.");
 
+/** Key length of a webhook secret, in bytes, as Standard Webhooks asks (README, Channels). */
+const SECRET_BYTES = { min: 24, max: 64 };
+
 const webhookTopic = z
   .strictObject({
     channel: z.literal("webhook"),
@@ -229,9 +260,14 @@ const webhookTopic = z
       .describe("Endpoint the message is POSTed to."),
     secret: z
       .string()
-      .refine(isWebhookSecret, { error: 'must be "whsec_" followed by base64, or any string of 16 or more characters' })
+      .superRefine((secret, ctx) => {
+        const problem = webhookSecretProblem(secret);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+      })
       .optional()
-      .describe("Standard Webhooks signing secret (whsec_<base64>, or a raw string of 16+ characters). Absent: unsigned."),
+      .describe(
+        `Standard Webhooks signing secret of ${SECRET_BYTES.min}–${SECRET_BYTES.max} bytes: whsec_<base64> (the bytes are the decoded base64), or a raw string (its UTF-8 bytes). Make one with: echo "whsec_$(openssl rand -base64 32)". Absent: unsigned.`,
+      ),
     timeoutMs: integer(100, 300_000).default(5000).describe("Request timeout, in milliseconds."),
     headers: z
       .record(z.string().regex(HEADER_NAME, { error: "must be a valid HTTP header name" }), z.string())
@@ -266,7 +302,10 @@ const configObject = z
       .default(() => ({ primary: "fifo" as const, secondary: "fifo" as const, maxCount: 100, maxAgeMs: 100 }))
       .describe("Default retrieval rules; seeds the rules bucket on first start."),
     topics: z
-      .record(name(), topic)
+      .record(
+        name().refine((t) => !t.startsWith("_"), { error: 'must not start with "_" (reserved for Herald\'s own subjects)' }),
+        topic,
+      )
       .default(() => ({}))
       .describe("Topics by name; a message published to <prefix>.in.<name> is pushed on the topic's channel."),
     collectors: collectors
@@ -333,10 +372,26 @@ function isServerUrl(text: string): boolean {
   }
 }
 
-function isWebhookSecret(secret: string): boolean {
+/**
+ * What is wrong with a webhook secret, or undefined. The key is the base64-decoded part after
+ * `whsec_`, or else the string's UTF-8 bytes (actors/pusher/channels/signature.ts); Standard
+ * Webhooks keys are 24–64 bytes. The message never quotes the secret.
+ */
+function webhookSecretProblem(secret: string): string | undefined {
+  const { min, max } = SECRET_BYTES;
+  const howTo = `(make one with: echo "whsec_$(openssl rand -base64 32)")`;
   if (secret.startsWith("whsec_")) {
     const b64 = secret.slice("whsec_".length);
-    return b64.length > 0 && b64.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(b64);
+    if (b64.length === 0 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) {
+      return `must be "whsec_" followed by standard base64 (A–Z a–z 0–9 + /, padded with =) ${howTo}`;
+    }
+    const bytes = (b64.length / 4) * 3 - (b64.length - b64.replace(/=+$/, "").length);
+    if (bytes < min || bytes > max) return `decodes to ${bytes} bytes; a whsec_ secret must decode to ${min}–${max} bytes ${howTo}`;
+    return undefined;
   }
-  return secret.length >= 16;
+  const bytes = new TextEncoder().encode(secret).length;
+  if (bytes < min || bytes > max) {
+    return `is ${bytes} bytes; a raw secret (used as its UTF-8 bytes) must be ${min}–${max} bytes ${howTo}`;
+  }
+  return undefined;
 }

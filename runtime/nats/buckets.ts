@@ -15,11 +15,21 @@
  *
  * @throws the client's JetStreamApiError (code StreamNotFound) when there is no such bucket.
  */
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 
-export async function bindBucket(nc: NatsConnection, bucket: string): Promise<KV> {
-  const kvm = new Kvm(nc);
+export interface BindBucketOptions {
+  /**
+   * Timeout of every request made through the handle (the lookup included), in ms. A KV handle
+   * takes it from its JetStream context, so a handle with its own timeout needs its own context.
+   * @defaultValue the client's JetStream default, 5000
+   */
+  timeoutMs?: number;
+}
+
+export async function bindBucket(nc: NatsConnection, bucket: string, opts: BindBucketOptions = {}): Promise<KV> {
+  const kvm = new Kvm(opts.timeoutMs === undefined ? nc : jetstream(nc, { timeout: opts.timeoutMs }));
   const { streamInfo } = await (await kvm.open(bucket)).status();
   // A bucket some other tool made without direct gets is read the ordinary way.
   return kvm.open(bucket, { allow_direct: streamInfo.config.allow_direct === true });

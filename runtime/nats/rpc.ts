@@ -5,6 +5,7 @@
  * subscription, sweeps deadlines on one timer, and builds errors only when a call fails.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { monotonicNow } from "../platform/index.js";
 
 /** The subject had no subscriber (the server answered 503 at once). */
 export class NoRespondersError extends Error {
@@ -19,7 +20,9 @@ export class RpcTimeoutError extends Error {
 interface Pending {
   resolve: (m: Msg) => void;
   reject: (e: Error) => void;
+  /** Monotonic ms. */
   deadline: number;
+  timeoutMs: number;
   subject: string;
 }
 
@@ -50,7 +53,7 @@ export class Rpc {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
     const token = (++this.seq).toString(36);
     return new Promise<Msg>((resolve, reject) => {
-      this.pending.set(token, { resolve, reject, deadline: Date.now() + timeoutMs, subject });
+      this.pending.set(token, { resolve, reject, deadline: monotonicNow() + timeoutMs, timeoutMs, subject });
       try {
         this.nc.publish(subject, data, { reply: `${this.inbox}.${token}` });
       } catch (err) {
@@ -68,11 +71,11 @@ export class Rpc {
   }
 
   private expire(): void {
-    const now = Date.now();
+    const now = monotonicNow();
     for (const [token, p] of this.pending) {
       if (p.deadline <= now) {
         this.pending.delete(token);
-        p.reject(new RpcTimeoutError(`no reply on ${p.subject} within ${Math.round(p.deadline - now + SWEEP_MS)} ms`));
+        p.reject(new RpcTimeoutError(`no reply on ${p.subject} within ${p.timeoutMs} ms`));
       }
     }
   }

@@ -72,6 +72,11 @@ export interface NatsServerOptions {
   serverName?: string;
   /** When set, the server's output is appended to this file (its directory is created). */
   logFile?: string;
+  /**
+   * Server config file (`-c`) with settings that have no command-line flag, e.g. `max_payload`.
+   * The flags Herald passes (host, port, JetStream, store dir, name) take precedence over it.
+   */
+  configFile?: string;
   /** Deadline for the server to accept clients, in ms, per start or restart. @defaultValue 10000 */
   startTimeoutMs?: number;
   /**
@@ -148,6 +153,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     storeDir: path.resolve(opts.storeDir),
     serverName: opts.serverName ?? `herald-${process.pid}-${randomBytes(4).toString("hex")}`,
     logFile: opts.logFile === undefined ? undefined : path.resolve(opts.logFile),
+    configFile: opts.configFile === undefined ? undefined : path.resolve(opts.configFile),
     startTimeoutMs: opts.startTimeoutMs ?? 10_000,
     detached: opts.detached ?? false,
   };
@@ -173,6 +179,7 @@ interface LaunchSettings {
   storeDir: string;
   serverName: string;
   logFile: string | undefined;
+  configFile: string | undefined;
   startTimeoutMs: number;
   detached: boolean;
 }
@@ -233,8 +240,8 @@ class ServerProcess implements NatsServerHandle {
 
 /** Spawns the server and waits until it accepts clients; on failure nothing is left running. */
 async function launch(settings: LaunchSettings): Promise<Running> {
-  const { bin, host, port, storeDir, serverName, logFile, startTimeoutMs, detached } = settings;
-  const args = ["-a", host, "-p", String(port), "-js", "-sd", storeDir, "-n", serverName];
+  const { bin, host, port, storeDir, serverName, logFile, configFile, startTimeoutMs, detached } = settings;
+  const args = [...(configFile === undefined ? [] : ["-c", configFile]), "-a", host, "-p", String(port), "-js", "-sd", storeDir, "-n", serverName];
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], detached });
   trackUntilExit(child);
 

@@ -31,7 +31,14 @@ export async function runNode(loaded: LoadedConfig, nodeName: string): Promise<n
   log.info("starting", { cluster: config.cluster, nats: config.nats.servers.join(",") });
   // A signal may come while the node is still starting (say, waiting for NATS): stopping then
   // must not wait for a start that may never finish.
-  await Promise.race([supervisor.start(), supervisor.stopped]);
+  try {
+    await Promise.race([supervisor.start(), supervisor.stopped]);
+  } catch (err) {
+    // A node that cannot start (a config the server cannot honour, NATS refusing it) lets go of
+    // what it opened and ends with the error.
+    await supervisor.stop("start failed");
+    throw err;
+  }
   await supervisor.stopped;
   return 0;
 }

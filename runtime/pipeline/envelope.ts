@@ -1,12 +1,41 @@
 /**
  * What makes a submission acceptable: the one check every ingest path uses (`herald.in.<topic>`,
- * `herald.submit`, HTTP, `herald publish`), so a message means the same thing however it arrived.
- * Pure: the clock and the id source are injected, nothing here throws.
+ * `herald.submit`, HTTP, collectors, `herald publish`, `herald dlq replay`), so a message means the
+ * same thing however it arrived. Pure: the clock and the id source are injected, nothing here
+ * throws, and every check costs time linear in the size of the input (no input can make it slow:
+ * values arrive from the strict decoder of runtime/codec, which cannot build shared references).
  */
 import { Buffer } from "node:buffer";
-import { decodeLenient } from "../codec.js";
+import { decodeUntrusted, type DecodeBudgets } from "../codec/index.js";
 import type { TopicConfig } from "../config/index.js";
 import type { Envelope, Source } from "./types.js";
+
+/**
+ * What one message may hold (the config's `limits`); every refusal names the key it hit.
+ */
+export interface DataLimits {
+  /** Largest accepted `data`, as UTF-8 JSON, in bytes (`limits.maxPayloadBytes`). */
+  maxPayloadBytes: number;
+  /** Deepest nesting of `data`; `data` itself is level 1 (`limits.maxDepth`). */
+  maxDepth: number;
+  /** Most values (of any kind) in `data` (`limits.maxValues`). */
+  maxValues: number;
+  /** Most keys in one object of `data` (`limits.maxKeys`). */
+  maxKeys: number;
+  /** Longest string in `data`, in UTF-8 bytes (`limits.maxStringBytes`). */
+  maxStringBytes: number;
+}
+
+/** The decoder's budgets for a whole payload under `limits`: the envelope is one level above `data`. */
+export function decodeBudgets(limits: DataLimits): DecodeBudgets {
+  return {
+    maxDepth: limits.maxDepth + 1,
+    depthOffset: 1,
+    maxValues: limits.maxValues + 32,
+    maxKeys: Math.max(limits.maxKeys, 32),
+    maxStringBytes: Math.max(limits.maxStringBytes, 4096),
+  };
+}
 
 /** What {@link validateSubmission} needs besides the input. */
 export interface SubmissionContext {
@@ -15,8 +44,8 @@ export interface SubmissionContext {
   source: Source;
   /** The configured topics; a submission to any other topic is refused with `unknown-topic`. */
   topics: Record<string, TopicConfig>;
-  /** Largest accepted `data`, as UTF-8 JSON, in bytes (`limits.maxPayloadBytes`). */
-  maxPayloadBytes: number;
+  /** What one message may hold (`limits`). */
+  limits: DataLimits;
   /** ms since epoch; becomes `createdAt`. */
   now: () => number;
   /** A new ULID, used when the caller gives no `id`. */
@@ -29,8 +58,6 @@ export type SubmissionResult =
 
 export type DecodeResult = { ok: true; value: unknown } | { ok: false; error: string };
 
-/** Deepest accepted nesting of `data` (`data` itself is level 1). */
-export const MAX_DATA_DEPTH = 32;
 /** Longest accepted `to`, in characters. */
 export const MAX_TO_LENGTH = 1024;
 /** A caller's own id: also the JetStream dedup key (`Nats-Msg-Id`), so kept header- and subject-safe. */
@@ -90,11 +117,12 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
 
   const data = input.data === undefined ? {} : input.data;
   if (!isPlainObject(data)) return wrongType("data", "an object", data);
-  const bad = checkJson(data, "data", 1);
+  const bad = checkJson(data, "data", 1, ctx.limits, { values: 0 });
   if (bad) return invalid(bad);
+  // Safe to stringify now: checkJson bounded the values, the keys and every string.
   const size = Buffer.byteLength(JSON.stringify(data));
-  if (size > ctx.maxPayloadBytes) {
-    return invalid(`"data" is ${size} bytes as JSON, over the limit of ${ctx.maxPayloadBytes} bytes (limits.maxPayloadBytes)`);
+  if (size > ctx.limits.maxPayloadBytes) {
+    return invalid(`"data" is ${size} bytes as JSON, over the limit of ${ctx.limits.maxPayloadBytes} bytes (limits.maxPayloadBytes)`);
   }
 
   const envelope: Envelope = {
@@ -114,9 +142,10 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
  * `Herald-Envelope` header), is not one; undefined when it is. Any client can set that header on
  * `herald.in.<topic>`, so the shape is checked before anything relies on it: a forged or corrupt
  * envelope becomes a dead letter instead of crashing or looping downstream. The size limit is not
- * re-applied: a message queued under a larger `limits.maxPayloadBytes` stays deliverable.
+ * re-applied (a message queued under a larger `limits.maxPayloadBytes` stays deliverable); the
+ * structural limits are, since they bound what reading it costs.
  */
-export function envelopeProblem(value: unknown, subjectTopic: string): string | undefined {
+export function envelopeProblem(value: unknown, subjectTopic: string, limits: DataLimits): string | undefined {
   try {
     if (!isPlainObject(value)) return `the envelope must be an object, got ${kind(value)}`;
     const { id, topic, to, data, createdAt, source, attempts } = value;
@@ -126,7 +155,7 @@ export function envelopeProblem(value: unknown, subjectTopic: string): string | 
       return `"to" must be a string of 1–${MAX_TO_LENGTH} characters, got ${kind(to)}`;
     }
     if (!isPlainObject(data)) return wrongTypeText("data", "an object", data);
-    const bad = checkJson(data, "data", 1);
+    const bad = checkJson(data, "data", 1, limits, { values: 0 });
     if (bad) return bad;
     if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) return wrongTypeText("createdAt", "a number", createdAt);
     if (typeof source !== "string") return wrongTypeText("source", "a string", source);
@@ -139,26 +168,42 @@ export function envelopeProblem(value: unknown, subjectTopic: string): string | 
 
 /**
  * Walks `value` (already known to be a plain object or array at `path`) and returns the first
- * problem: a value JSON cannot carry faithfully, nesting past {@link MAX_DATA_DEPTH}, or a
- * forbidden key. Depth is checked before descending, so a cyclic or absurdly deep input stops early.
+ * problem: a value JSON cannot carry faithfully, a forbidden key, or a limit passed (depth, keys
+ * of one object, values in all, string length). Depth is checked before descending and every
+ * value is counted as it is visited, so the walk stops early on absurd input.
  */
-function checkJson(value: object, path: string, depth: number): string | undefined {
-  if (depth > MAX_DATA_DEPTH) return `"${path}" is nested deeper than ${MAX_DATA_DEPTH} levels`;
-  const entries: [string | number, unknown][] = Array.isArray(value)
-    ? value.map((v, i) => [i, v])
-    : Object.keys(value).map((k) => [k, (value as Record<string, unknown>)[k]]);
-  for (const [key, child] of entries) {
+function checkJson(value: object, path: string, depth: number, limits: DataLimits, seen: { values: number }): string | undefined {
+  if (depth > limits.maxDepth) return `"${path}" is nested deeper than ${limits.maxDepth} levels (limits.maxDepth)`;
+  const keys = Array.isArray(value) ? undefined : Object.keys(value);
+  if (keys !== undefined && keys.length > limits.maxKeys) {
+    return `"${path}" has ${keys.length} keys, over the limit of ${limits.maxKeys} (limits.maxKeys)`;
+  }
+  const size = keys === undefined ? (value as unknown[]).length : keys.length;
+  seen.values += size;
+  if (seen.values > limits.maxValues) return `"data" holds more than ${limits.maxValues} values (limits.maxValues)`;
+  for (let i = 0; i < size; i++) {
+    const key: string | number = keys === undefined ? i : keys[i]!;
+    const child = keys === undefined ? (value as unknown[])[i] : (value as Record<string, unknown>)[key];
     const at = childPath(path, key);
     if (typeof key === "string" && FORBIDDEN_KEYS.has(key)) {
       return `"${at}": the key "${key}" is not allowed (it could reach an object's prototype)`;
     }
-    if (child === null || typeof child === "string" || typeof child === "boolean") continue;
+    if (typeof key === "string" && key.length * 3 > limits.maxStringBytes && Buffer.byteLength(key) > limits.maxStringBytes) {
+      return `a key of "${path}" is ${Buffer.byteLength(key)} bytes, over the limit of ${limits.maxStringBytes} (limits.maxStringBytes)`;
+    }
+    if (child === null || typeof child === "boolean") continue;
+    if (typeof child === "string") {
+      if (child.length * 3 > limits.maxStringBytes && Buffer.byteLength(child) > limits.maxStringBytes) {
+        return `"${at}" is ${Buffer.byteLength(child)} bytes, over the limit of ${limits.maxStringBytes} (limits.maxStringBytes)`;
+      }
+      continue;
+    }
     if (typeof child === "number") {
       if (Number.isFinite(child)) continue;
       return wrongTypeText(at, "a finite number", child);
     }
     if (Array.isArray(child) || isPlainObject(child)) {
-      const bad = checkJson(child, at, depth + 1);
+      const bad = checkJson(child, at, depth + 1, limits, seen);
       if (bad) return bad;
       continue;
     }
@@ -169,24 +214,14 @@ function checkJson(value: object, path: string, depth: number): string | undefin
 
 /**
  * Decodes a submitted payload: JSON when its first non-whitespace byte is `{`, msgpack otherwise
- * (the rule of `herald.in.<topic>`). Never throws; the error says which format failed and why.
+ * (the rule of `herald.in.<topic>`), strictly: invalid UTF-8, msgpack extensions (shared
+ * references, records, timestamps…) and payloads past the decoding budgets are refused. Never
+ * throws; the error says which format failed and why.
  */
-export function decodeSubmission(bytes: Uint8Array): DecodeResult {
+export function decodeSubmission(bytes: Uint8Array, limits: DataLimits): DecodeResult {
   if (!(bytes instanceof Uint8Array)) return { ok: false, error: `payload must be bytes, got ${kind(bytes)}` };
-  if (bytes.length === 0) return { ok: false, error: "empty payload: expected a JSON object or a msgpack map" };
-  const format = looksLikeJson(bytes) ? "JSON" : "msgpack";
-  try {
-    return { ok: true, value: decodeLenient(bytes) };
-  } catch (err) {
-    return { ok: false, error: `malformed ${format}: ${errorText(err)}` };
-  }
-}
-
-/** The same test `decodeLenient` makes, repeated here only to name the format in errors. */
-function looksLikeJson(bytes: Uint8Array): boolean {
-  let i = 0;
-  while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09)) i++;
-  return bytes[i] === 0x7b;
+  const decoded = decodeUntrusted(bytes, decodeBudgets(limits));
+  return decoded.ok ? { ok: true, value: decoded.value } : { ok: false, error: decoded.error };
 }
 
 /** `data.a[0].b`, or `data["a b"]` for keys that are not plain names (cut short: keys are caller text). */

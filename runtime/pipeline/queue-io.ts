@@ -1,142 +1,137 @@
 /**
- * Reading and writing the pipeline's streams: queueing an envelope, turning a queued message back
- * into one (raw publishes on `herald.in.<topic>` are validated here), and recording exceptions
- * and dead letters. Every write waits for the JetStream ack: nothing is acked upstream before
- * its successor record is durable.
+ * Reading and writing the pipeline's streams: queueing an envelope, recording exceptions and dead
+ * letters. Every write waits for the JetStream ack: nothing is acked upstream before its successor
+ * record is durable.
+ *
+ * Successor records always fit. A record is checked against the server's `max_payload` before it
+ * is sent: an exception entry too large to send is a permanent failure (the caller dead-letters
+ * the message instead), and a dead letter too large to carry its original is stored without it,
+ * the original being kept whole as its own message in the dead-letter stream (it fitted once, as
+ * the stored message it came from, so it fits again).
  */
-import type { JetStreamClient, JsMsg, PubAck } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
-import { ulid } from "ulid";
-import { decode, encode } from "../codec.js";
-import type { TopicConfig } from "../config/index.js";
-import { seededRandom } from "../rules/random.js";
-import { decodeSubmission, envelopeProblem, validateSubmission } from "./envelope.js";
-import {
-  HEADER_ENVELOPE,
-  HEADER_ID,
-  pipelineNames,
-  type DeadLetter,
-  type ExceptionEntry,
-  type PipelineNames,
-} from "./streams.js";
+import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { encode } from "../codec/index.js";
+import { TooLargeError } from "../errors.js";
+import { HEADER_ENVELOPE, HEADER_ID, pipelineNames, type DeadLetter, type ExceptionEntry, type PipelineNames } from "./streams.js";
 import type { Envelope } from "./types.js";
+
+/** Room left in `max_payload` for headers (Nats-Msg-Id, Herald-Id…), bytes. */
+export const HEADER_ROOM_BYTES = 1024;
+
+/** Room a message needs beyond its `data` (the envelope's other fields, msgpack overhead), bytes. */
+export const ENVELOPE_ROOM_BYTES = 8192;
+
+/**
+ * Why `limits.maxPayloadBytes` cannot work with a server whose `max_payload` is `serverMax`, or
+ * undefined when it can: every accepted message must fit as a stored message with its headers.
+ */
+export function payloadRoomProblem(maxPayloadBytes: number, serverMax: number): string | undefined {
+  const needed = maxPayloadBytes + ENVELOPE_ROOM_BYTES + HEADER_ROOM_BYTES;
+  if (needed <= serverMax) return undefined;
+  const fits = serverMax - ENVELOPE_ROOM_BYTES - HEADER_ROOM_BYTES;
+  return (
+    `limits.maxPayloadBytes = ${maxPayloadBytes} does not fit the NATS server's max_payload of ${serverMax} bytes ` +
+    `(a message needs ${ENVELOPE_ROOM_BYTES + HEADER_ROOM_BYTES} bytes more for its envelope and headers): ` +
+    (fits > 0 ? `lower limits.maxPayloadBytes to at most ${fits}, or ` : "") +
+    `raise max_payload in the nats-server config`
+  );
+}
+
+/** The message a dead letter preserves: its bytes, where they go back on replay, and how. */
+export interface Original {
+  /** Subject a replay publishes to (`herald.in.<topic>`). */
+  subject: string;
+  data: Uint8Array;
+  /** The bytes are a Herald envelope (replay sets the `Herald-Envelope` header). */
+  envelopeHeader: boolean;
+}
+
+export interface QueueIOOptions {
+  prefix: string;
+  /** The server's `max_payload` (`nc.info.max_payload`), bytes. */
+  maxPayload: number;
+  /** True for configured topics; dead letters of any other topic share one subject. */
+  isTopic: (topic: string) => boolean;
+}
 
 export class QueueIO {
   readonly names: PipelineNames;
+  private readonly maxPayload: number;
+  private readonly isTopic: (topic: string) => boolean;
 
   constructor(
     private readonly js: JetStreamClient,
-    private readonly prefix: string,
+    opts: QueueIOOptions,
   ) {
-    this.names = pipelineNames(prefix);
+    this.names = pipelineNames(opts.prefix);
+    this.maxPayload = opts.maxPayload;
+    this.isTopic = opts.isTopic;
   }
 
-  /** Queues a validated envelope; `duplicate` when its id was already queued within the window. */
+  /** The largest payload a record may have, bytes. */
+  get payloadRoom(): number {
+    return this.maxPayload - HEADER_ROOM_BYTES;
+  }
+
+  /**
+   * Queues a validated envelope; `duplicate` when the same id was already queued for the same
+   * topic within the window (the dedup key is `<topic>:<id>`: ids are unique per topic).
+   * @throws TooLargeError when the encoded envelope does not fit the server's `max_payload`.
+   */
   async enqueue(env: Envelope, msgId = env.id): Promise<PubAck> {
+    const data = this.fitted(encode(env), `message ${env.id}`);
     const h = natsHeaders();
     h.set(HEADER_ENVELOPE, "1");
-    return this.js.publish(`${this.prefix}.in.${env.topic}`, encode(env), { msgID: msgId, headers: h });
+    return this.js.publish(this.names.in(env.topic), data, { msgID: `${env.topic}:${msgId}`, headers: h });
   }
 
+  /** @throws TooLargeError when the entry does not fit: a message this large cannot be retried. */
   async exception(entry: ExceptionEntry): Promise<PubAck> {
+    const data = this.fitted(encode(entry), `the exception entry of ${entry.envelope.id}`);
     const h = natsHeaders();
     h.set(HEADER_ID, entry.envelope.id);
-    const msgId = `exc:${entry.envelope.id}:${entry.attempts}`;
-    return this.js.publish(this.names.exc(entry.envelope.topic), encode(entry), { msgID: msgId, headers: h });
+    const msgId = `exc:${entry.envelope.topic}:${entry.envelope.id}:${entry.attempts}`;
+    return this.js.publish(this.names.exc(entry.envelope.topic), data, { msgID: msgId, headers: h });
   }
 
-  async deadLetter(dl: DeadLetter, msgId: string): Promise<PubAck> {
+  /**
+   * Writes a dead letter (deduplicated on `msgId`), keeping `original` so a replay can bring the
+   * message back: a letter with neither `envelope` nor `raw` carries it inline as `raw`. When the
+   * letter would not fit so, the original is stored whole as its own message first and the letter
+   * refers to it by sequence (`body`); without an `original` the letter is stored without them.
+   */
+  async deadLetter(dl: DeadLetter, msgId: string, original?: Original): Promise<PubAck> {
+    const known = this.isTopic(dl.topic);
+    const subject = known ? this.names.dlq(dl.topic) : this.names.dlqUnknown;
+    const whole = original !== undefined && dl.envelope === undefined && dl.raw === undefined;
+    let data = encode(whole ? { ...dl, raw: original.data, subject: original.subject, envelopeHeader: original.envelopeHeader } : dl);
+    if (data.length > this.payloadRoom) {
+      const { envelope: _e, raw: _r, ...bare } = dl;
+      let letter: DeadLetter = bare;
+      if (original !== undefined) {
+        const body = await this.js.publish(this.names.dlqBody(known ? dl.topic : "_unknown"), original.data, {
+          msgID: `dlqbody:${msgId}`,
+          headers: bodyHeaders(dl.id, original),
+        });
+        letter = { ...bare, subject: original.subject, envelopeHeader: original.envelopeHeader, body: { seq: body.seq, bytes: original.data.length } };
+      }
+      data = encode(letter);
+    }
     const h = natsHeaders();
     h.set(HEADER_ID, dl.id);
-    return this.js.publish(this.names.dlq(safeToken(dl.topic)), encode(dl), { msgID: `dlq:${msgId}`, headers: h });
+    return this.js.publish(subject, this.fitted(data, `the dead letter of ${dl.id}`), { msgID: `dlq:${msgId}`, headers: h });
+  }
+
+  private fitted(data: Uint8Array, what: string): Uint8Array {
+    if (data.length > this.payloadRoom) throw new TooLargeError(what, data.length, this.payloadRoom);
+    return data;
   }
 }
 
-export type Parsed = { ok: true; envelope: Envelope } | { ok: false; dead: DeadLetter };
-
-export interface ParseContext {
-  prefix: string;
-  topics: Record<string, TopicConfig>;
-  maxPayloadBytes: number;
-}
-
-/** ms since epoch at which JetStream stored the message: its received time. */
-export function storedAtMs(m: JsMsg): number {
-  return m.time.getTime();
-}
-
-/**
- * The envelope of a queued message. Messages queued by Herald's own ingest carry a validated
- * msgpack envelope; anything else was published raw on `herald.in.<topic>` by some client and is
- * validated now. Its id (when the client gave none) and createdAt derive from the stream record,
- * so a redelivery yields the same envelope.
- */
-export function parseQueued(m: JsMsg, ctx: ParseContext): Parsed {
-  const topic = m.subject.slice(`${ctx.prefix}.in.`.length);
-  const storedAt = storedAtMs(m);
-  const seq = m.info.streamSequence;
-  if (m.headers?.get(HEADER_ENVELOPE) === "1") {
-    let value: unknown;
-    try {
-      value = decode(m.data);
-    } catch (err) {
-      return { ok: false, dead: invalid(topic, seq, `malformed queued envelope: ${String(err)}`, m) };
-    }
-    // The header is only a claim: any client can set it.
-    const problem = envelopeProblem(value, topic);
-    if (problem) return { ok: false, dead: invalid(topic, seq, `malformed queued envelope: ${problem}`, m) };
-    return { ok: true, envelope: value as Envelope };
-  }
-  const decoded = decodeSubmission(m.data);
-  if (!decoded.ok) return { ok: false, dead: invalid(topic, seq, decoded.error, m) };
-  const headerId = m.headers?.get("Nats-Msg-Id");
-  const input = decoded.value;
-  const withId =
-    headerId && typeof input === "object" && input !== null && !Array.isArray(input) && !("id" in input)
-      ? { ...(input as object), id: headerId }
-      : input;
-  const result = validateSubmission(withId, {
-    topic,
-    source: "nats",
-    topics: ctx.topics,
-    maxPayloadBytes: ctx.maxPayloadBytes,
-    now: () => storedAt,
-    newId: () => ulid(storedAt, seededRandom(seq)),
-  });
-  if (result.ok) return result;
-  const dead = invalid(topic, seq, result.error, m);
-  dead.reason = result.reason;
-  return { ok: false, dead };
-}
-
-/** The dead letter of a queued message that could not be handled at all (`reason` invalid). */
-export function unreadableLetter(m: JsMsg, prefix: string, error: string): DeadLetter {
-  return invalid(m.subject.slice(`${prefix}.in.`.length), m.info.streamSequence, error, m);
-}
-
-/** Dead letters keep at most this much of invalid input: enough to see what was wrong. */
-const MAX_RAW_KEPT = 64 * 1024;
-
-function invalid(topic: string, seq: number, error: string, m: JsMsg): DeadLetter {
-  const raw = m.data.length > MAX_RAW_KEPT ? m.data.slice(0, MAX_RAW_KEPT) : m.data;
-  return {
-    id: `invalid:${seq}`,
-    topic,
-    reason: "invalid",
-    error,
-    attempts: 0,
-    deadAt: Date.now(),
-    raw,
-    subject: m.subject,
-  };
-}
-
-/** A topic that is not a valid subject token still needs a dead-letter subject. */
-function safeToken(topic: string): string {
-  return /^[A-Za-z0-9_-]{1,64}$/.test(topic) ? topic : "_invalid";
-}
-
-/** The delay before retry number `attempt` (1-based) on the configured schedule. */
-export function backoffDelay(schedule: number[], attempt: number): number {
-  return schedule[Math.min(attempt - 1, schedule.length - 1)] ?? 0;
+function bodyHeaders(id: string, original: Original): MsgHdrs {
+  const h = natsHeaders();
+  h.set(HEADER_ID, id);
+  if (original.envelopeHeader) h.set(HEADER_ENVELOPE, "1");
+  return h;
 }

@@ -1,24 +1,39 @@
 /**
- * Creates (or updates) the pipeline's streams, consumers and rules bucket. Every node runs it at
- * start; it is idempotent, and concurrent runs on several nodes are harmless.
+ * Creates (or updates) the pipeline's streams, consumers and buckets. Every node runs it at start;
+ * it is idempotent, and concurrent runs on several nodes are harmless (a create that loses the
+ * race finds the winner's object and goes on).
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
-import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
-import { errorText } from "../errors.js";
-import { pipelineNames, RULES_DEFAULT_KEY, rulesKey } from "./streams.js";
+import { LEGACY_CONSUMERS, pipelineNames, RULES_DEFAULT_KEY, rulesKey } from "./streams.js";
 
+/** Poison marks outlive any redelivery cycle by far; older ones are stale (a recreated stream). */
+const POISON_MARK_MAX_AGE_MS = 86_400_000;
+/** Every sub-queue actor of a topic holds up to maxHeld + maxInFlight un-acked; 64 actors is the config cap. */
+const MAX_ACTORS = 64;
 
 export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig): Promise<void> {
   const n = pipelineNames(config.subjectPrefix);
   const jsm = await jetstreamManager(nc);
   const p = config.pipeline;
   // Every stream keeps its messages on disk, refuses new ones when full (the publisher sees it)
-  // rather than dropping old ones, and has no size limit of its own: whatever the server accepts
-  // is captured, so oversize input becomes a dead letter with its reason instead of vanishing.
-  const stream = (name: string, subject: string, retention: RetentionPolicy) =>
+  // rather than dropping old ones, and has no message-size limit of its own: whatever the server
+  // accepts is captured, so oversize input becomes a dead letter with its reason instead of vanishing.
+  const stream = (name: string, subject: string, retention: RetentionPolicy, extra: Partial<StreamConfig> = {}) =>
     ensureStream(jsm, {
       name,
       subjects: [subject],
@@ -27,63 +42,86 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig): 
       discard: DiscardPolicy.New,
       duplicate_window: nanos(p.duplicateWindowMs),
       max_msg_size: -1,
+      ...extra,
     });
   await stream(n.queueStream, n.queueSubjects, RetentionPolicy.Workqueue);
-  await stream(n.exceptionStream, `${config.subjectPrefix}.exc.>`, RetentionPolicy.Workqueue);
-  // Dead letters stay until replayed or purged.
-  await stream(n.dlqStream, `${config.subjectPrefix}.dlq.>`, RetentionPolicy.Limits);
-  const consumer = {
+  await stream(n.exceptionStream, n.exceptionSubjects, RetentionPolicy.Workqueue);
+  // Dead letters stay until replayed or purged, or until past the configured limits (0: none).
+  const dl = p.deadLetters;
+  await stream(n.dlqStream, n.dlqSubjects, RetentionPolicy.Limits, {
+    max_age: dl.maxAge > 0 ? nanos(dl.maxAge) : 0,
+    max_bytes: dl.maxBytes > 0 ? dl.maxBytes : -1,
+  });
+
+  // Herald 0.1 had one unfiltered consumer per stream; a work-queue stream refuses filtered
+  // consumers beside it, and its un-acked messages simply go to the per-topic consumers.
+  await deleteConsumer(jsm, n.queueStream, LEGACY_CONSUMERS.queue);
+  await deleteConsumer(jsm, n.exceptionStream, LEGACY_CONSUMERS.exceptions);
+  const consumer: Partial<ConsumerConfig> = {
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(p.ackWaitMs),
+    // Never let the server give up on a message: one that hits MaxDeliver stays in the stream,
+    // unseen. Herald counts deliveries itself and retires poison as dead letters (poison.ts).
     max_deliver: -1,
+    max_ack_pending: Math.min(1_000_000, (p.maxHeld + p.maxInFlight) * MAX_ACTORS),
   };
-  // Every sub-queue actor holds up to maxHeld + maxInFlight un-acked; 64 actors is the config cap.
-  const maxAckPending = Math.min(1_000_000, (p.maxHeld + p.maxInFlight) * 64);
-  await ensureConsumer(jsm, n.queueStream, { ...consumer, durable_name: n.queueConsumer, max_ack_pending: maxAckPending });
-  await ensureConsumer(jsm, n.exceptionStream, { ...consumer, durable_name: n.exceptionConsumer, max_ack_pending: maxAckPending });
-  await seedRules(nc, config);
+  for (const topic of Object.keys(config.topics)) {
+    await ensureConsumer(jsm, n.queueStream, { ...consumer, durable_name: n.queueConsumer(topic), filter_subject: n.in(topic) });
+    await ensureConsumer(jsm, n.exceptionStream, { ...consumer, durable_name: n.exceptionConsumer(topic), filter_subject: n.exc(topic) });
+  }
+  const kvm = new Kvm(nc);
+  await kvm.create(n.poisonBucket, { history: 1, ttl: POISON_MARK_MAX_AGE_MS });
+  await seedRules(kvm, config);
 }
 
 async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
-  try {
-    const info = await jsm.streams.info(cfg.name);
-    const c = info.config;
-    if (c.duplicate_window !== cfg.duplicate_window || c.max_msg_size !== cfg.max_msg_size) {
-      await jsm.streams.update(cfg.name, { ...c, duplicate_window: cfg.duplicate_window, max_msg_size: cfg.max_msg_size });
-    }
+  const info = await jsm.streams.info(cfg.name).catch(orNotFound(JetStreamApiCodes.StreamNotFound));
+  if (info === undefined) {
+    const made = await jsm.streams.add(cfg).catch((err) => err as Error);
+    if (!(made instanceof Error)) return;
+    // Another node created it in between; any other failure shows when we look again.
+    if ((await jsm.streams.info(cfg.name).catch(() => undefined)) === undefined) throw made;
     return;
-  } catch (err) {
-    if (!/not found/i.test(errorText(err))) throw err;
   }
-  try {
-    await jsm.streams.add(cfg);
-  } catch (err) {
-    // Another node created it in between.
-    if (!/already in use|exists/i.test(errorText(err))) throw err;
+  const c = info.config;
+  const changed = (["duplicate_window", "max_msg_size", "max_age", "max_bytes", "subjects"] as const).some(
+    (k) => cfg[k] !== undefined && JSON.stringify(c[k]) !== JSON.stringify(cfg[k]),
+  );
+  if (changed) {
+    const { duplicate_window, max_msg_size, max_age, max_bytes, subjects } = cfg;
+    await jsm.streams.update(cfg.name, { ...c, duplicate_window, max_msg_size, max_age, max_bytes, subjects } as StreamConfig);
   }
 }
 
-async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg: Parameters<JetStreamManager["consumers"]["add"]>[1]): Promise<void> {
-  try {
-    const info = await jsm.consumers.info(stream, cfg.durable_name!);
-    if (info.config.ack_wait !== cfg.ack_wait || info.config.max_ack_pending !== cfg.max_ack_pending) {
-      await jsm.consumers.update(stream, cfg.durable_name!, { ack_wait: cfg.ack_wait, max_ack_pending: cfg.max_ack_pending });
-    }
+async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
+  const info = await jsm.consumers.info(stream, cfg.durable_name).catch(orNotFound(JetStreamApiCodes.ConsumerNotFound));
+  if (info === undefined) {
+    const made = await jsm.consumers.add(stream, cfg).catch((err) => err as Error);
+    if (!(made instanceof Error)) return;
+    if ((await jsm.consumers.info(stream, cfg.durable_name).catch(() => undefined)) === undefined) throw made;
     return;
-  } catch (err) {
-    if (!/not found/i.test(errorText(err))) throw err;
   }
-  try {
-    await jsm.consumers.add(stream, cfg);
-  } catch (err) {
-    if (!/already (in use|exists)|exists/i.test(errorText(err))) throw err;
+  if (info.config.ack_wait !== cfg.ack_wait || info.config.max_ack_pending !== cfg.max_ack_pending) {
+    await jsm.consumers.update(stream, cfg.durable_name, { ack_wait: cfg.ack_wait, max_ack_pending: cfg.max_ack_pending });
   }
+}
+
+async function deleteConsumer(jsm: JetStreamManager, stream: string, name: string): Promise<void> {
+  await jsm.consumers.delete(stream, name).catch(orNotFound(JetStreamApiCodes.ConsumerNotFound));
+}
+
+/** A `.catch` that turns the JetStream API error `code` into undefined and rethrows anything else. */
+function orNotFound(code: number) {
+  return (err: unknown): undefined => {
+    if (err instanceof JetStreamApiError && err.code === code) return undefined;
+    throw err;
+  };
 }
 
 /** The config's rules seed the bucket once; after that `herald rules set` owns them. */
-async function seedRules(nc: NatsConnection, config: HeraldConfig): Promise<void> {
-  const kv = await new Kvm(nc).create(pipelineNames(config.subjectPrefix).rulesBucket, { history: 5 });
+async function seedRules(kvm: Kvm, config: HeraldConfig): Promise<void> {
+  const kv = await kvm.create(pipelineNames(config.subjectPrefix).rulesBucket, { history: 5 });
   const seed = async (key: string, value: unknown) => {
     try {
       await kv.create(key, JSON.stringify(value));

@@ -45,5 +45,9 @@ export type Outcome =
   | { outcome: "retry"; reason: string; retryAfterMs?: number }
   | { outcome: "dead"; reason: DeadReason; error: string };
 
-/** Why a message became a dead letter. */
-export type DeadReason = "invalid" | "render" | "rejected" | "exhausted" | "unknown-topic";
+/**
+ * Why a message became a dead letter: `invalid` input, a `render` error, a push the receiver
+ * `rejected` (a permanent failure), retries `exhausted`, an `unknown-topic`, a `poison` message
+ * that kept failing before it could be settled, or one `too-large` for its exception entry.
+ */
+export type DeadReason = "invalid" | "render" | "rejected" | "exhausted" | "unknown-topic" | "poison" | "too-large";

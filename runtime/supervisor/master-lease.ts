@@ -3,14 +3,19 @@
  *
  * - The preset master creates the key (KV `create`: exactly one creator wins).
  * - The holder renews it every interval by compare-and-set on the key's revision; a renewal that
- *   fails means someone else took the lease, so the holder stops master work at once.
- * - The holder also fences itself: if it has not renewed for `timeoutMs − intervalMs` (say it
- *   lost NATS), it steps down before anyone else may take over.
+ *   fails (someone else took the lease, or NATS did not answer in time) stops master work at once.
+ * - The holder also fences itself, on a timer of its own armed at every take and renewal: if it
+ *   has not renewed for `timeoutMs − intervalMs` less a margin, measured from before the write
+ *   (say it lost NATS), it steps down before anyone else may take over. The timer fires whatever
+ *   the protocol loop is doing, even while a step awaits a stuck request; a renewal that completes
+ *   after it fired does not make the node master again. The lease's KV requests time out well
+ *   inside that window (`leaseRequestTimeoutMs`) so the loop itself is never stuck for long either.
  * - Others judge the lease expired when its revision has not moved for `timeoutMs` on their own
  *   monotonic clock. Candidates go in config order: the first live candidate tries at once, the
  *   k-th after k more intervals; compare-and-set with epoch + 1 lets exactly one win.
  * - Releasing (on stop) writes `{ node: null }` with the epoch kept, so epochs only grow.
  */
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -25,7 +30,30 @@ export interface LeaseValue {
   incarnation: string;
 }
 
+/** Part of the self-fencing window kept back for a timer that fires late on a busy event loop. */
+const FENCE_MARGIN = 0.1;
+
+/**
+ * How long after the start of its last successful write the holder may act as master:
+ * `timeoutMs − intervalMs` (others wait `timeoutMs` from when *they* saw that write) less
+ * a 10 % margin.
+ */
+export function selfFenceAfterMs(intervalMs: number, timeoutMs: number): number {
+  return (timeoutMs - intervalMs) * (1 - FENCE_MARGIN);
+}
+
+/**
+ * Request timeout for the KV handle the lease uses: `min(intervalMs, (timeoutMs − intervalMs) / 2)`,
+ * at least 250 ms (below that a loaded host would time out healthy requests). A request stuck on a
+ * node cut off from NATS then fails within a step or two, not after the client's 5 s default, and
+ * the loop goes on reading the lease (to take it back, or to see who took it over).
+ */
+export function leaseRequestTimeoutMs(intervalMs: number, timeoutMs: number): number {
+  return Math.max(250, Math.min(intervalMs, (timeoutMs - intervalMs) / 2));
+}
+
 export interface MasterLeaseOptions {
+  /** The registry bucket, opened with a request timeout of `leaseRequestTimeoutMs`. */
   kv: KV;
   node: string;
   incarnation: string;
@@ -37,21 +65,43 @@ export interface MasterLeaseOptions {
   timeoutMs: number;
   /** Liveness of another node, as this node judges it. */
   isAlive: (node: string) => boolean;
+  /** Monotonic clock, ms. */
   now: () => number;
+  /** Arms the self-fencing timer. @defaultValue setTimeout */
+  setTimer?: (fire: () => void, ms: number) => unknown;
+  /** Disarms what `setTimer` returned. @defaultValue clearTimeout */
+  clearTimer?: (handle: unknown) => void;
   log: Logger;
   onGain: (epoch: number) => void;
   onLose: (epoch: number, reason: string) => void;
 }
 
+/** The lease as this node holds it; a new object at every take, so a stale one is recognised. */
+interface Hold {
+  epoch: number;
+  revision: number;
+  /** Monotonic time just before the last successful write. */
+  renewedAt: number;
+  fence: unknown;
+}
+
 export class MasterLease {
-  private held: { epoch: number; revision: number; renewedAt: number } | undefined;
+  private held: Hold | undefined;
   private seenRevision = -1;
   private seenChangedAt = 0;
   private current: LeaseValue | undefined;
   private absentSince: number | undefined;
   private busy = false;
 
-  constructor(private readonly opts: MasterLeaseOptions) {}
+  private readonly fenceAfterMs: number;
+  private readonly setTimer: (fire: () => void, ms: number) => unknown;
+  private readonly clearTimer: (handle: unknown) => void;
+
+  constructor(private readonly opts: MasterLeaseOptions) {
+    this.fenceAfterMs = selfFenceAfterMs(opts.intervalMs, opts.timeoutMs);
+    this.setTimer = opts.setTimer ?? ((fire, ms) => setTimeout(fire, ms));
+    this.clearTimer = opts.clearTimer ?? ((h) => clearTimeout(h as ReturnType<typeof setTimeout>));
+  }
 
   isMaster(): boolean {
     return this.held !== undefined;
@@ -93,10 +143,6 @@ export class MasterLease {
   }
 
   private async step(): Promise<void> {
-    const now = this.opts.now();
-    if (this.held && now - this.held.renewedAt > this.opts.timeoutMs - this.opts.intervalMs) {
-      this.lose(`lease not renewed for ${Math.round(now - this.held.renewedAt)} ms`);
-    }
     let entry: KvEntry | null;
     try {
       entry = await this.opts.kv.get(MASTER_KEY);
@@ -131,15 +177,26 @@ export class MasterLease {
       return this.lose(`lease now held by ${value?.node ?? "nobody"} (epoch ${value?.epoch ?? "?"})`);
     }
     const startedAt = this.opts.now();
+    let revision: number;
     try {
-      held.revision = await this.opts.kv.update(MASTER_KEY, JSON.stringify(value), entry.revision);
-      // Measured from before the write: never later than what observers saw.
-      held.renewedAt = startedAt;
-      this.seenRevision = held.revision;
-      this.seenChangedAt = startedAt;
+      revision = await this.opts.kv.update(MASTER_KEY, JSON.stringify(value), entry.revision);
     } catch (err) {
-      this.lose(`renewal failed: ${errorText(err)}`);
+      // A compare-and-set refused means someone else wrote the lease: lost, at once. Anything else
+      // (a timeout, a broken connection) says nothing about who holds it: keep trying on the next
+      // step; the self-fence timer steps us down in time if no renewal gets through.
+      if (this.held === held && isCasConflict(err)) this.lose(`renewal failed: ${errorText(err)}`);
+      else this.opts.log.debug("lease renewal did not complete; trying again", { error: errorText(err) });
+      return;
     }
+    // The fence fired while the write was in flight: we have stepped down and stay down; the
+    // value we wrote expires like anyone's.
+    if (this.held !== held) return;
+    held.revision = revision;
+    // Measured from before the write: never later than what observers saw.
+    held.renewedAt = startedAt;
+    this.seenRevision = revision;
+    this.seenChangedAt = startedAt;
+    this.armFence(held);
   }
 
   private async whenAbsent(entry: KvEntry | null, now: number): Promise<void> {
@@ -172,7 +229,9 @@ export class MasterLease {
       this.opts.log.debug("lease take lost", { epoch, error: errorText(err) });
       return;
     }
-    this.held = { epoch, revision, renewedAt: startedAt };
+    const held: Hold = { epoch, revision, renewedAt: startedAt, fence: undefined };
+    this.held = held;
+    this.armFence(held);
     this.current = value;
     this.absentSince = undefined;
     this.seenRevision = revision;
@@ -181,13 +240,32 @@ export class MasterLease {
     this.opts.onGain(epoch);
   }
 
+  /** (Re)arms the self-fencing timer for `held`'s latest renewal. */
+  private armFence(held: Hold): void {
+    if (held.fence !== undefined) this.clearTimer(held.fence);
+    const renewedAt = held.renewedAt;
+    const ms = Math.max(0, renewedAt + this.fenceAfterMs - this.opts.now());
+    held.fence = this.setTimer(() => {
+      // A timer that was cleared may still fire (an injected one, say): only the latest counts.
+      if (this.held !== held || held.renewedAt !== renewedAt) return;
+      held.fence = undefined;
+      this.lose(`lease not renewed for ${Math.round(this.opts.now() - renewedAt)} ms`);
+    }, ms);
+  }
+
   private lose(reason: string): void {
     const held = this.held;
     if (!held) return;
     this.held = undefined;
+    if (held.fence !== undefined) this.clearTimer(held.fence);
     this.opts.log.warn("master duty lost", { epoch: held.epoch, reason });
     this.opts.onLose(held.epoch, reason);
   }
+}
+
+/** The server refused a KV update because the key's revision moved (JetStream "wrong last sequence"). */
+function isCasConflict(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 }
 
 function parseLease(entry: KvEntry): LeaseValue | undefined {

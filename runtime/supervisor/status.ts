@@ -38,6 +38,12 @@ export interface NodeStatus {
   actors: ActorSummary[];
 }
 
+/** Something an operator should act on, with a stable code for scripts. */
+export interface StatusWarning {
+  code: string;
+  message: string;
+}
+
 export interface ClusterStatus {
   cluster: string;
   master: { node: string | null; epoch: number } | null;
@@ -46,6 +52,8 @@ export interface ClusterStatus {
   exceptions: { retrying: number; dead: number };
   /** Every configured collector, in config order. */
   collectors: CollectorStatus[];
+  /** What needs attention (empty when all is well). */
+  warnings: StatusWarning[];
 }
 
 /**
@@ -188,5 +196,6 @@ export function assembleStatus(input: StatusInputs): ClusterStatus {
     queue: { pending: 0 },
     exceptions: { retrying: 0, dead: 0 },
     collectors: [],
+    warnings: [],
   };
 }

@@ -6,18 +6,23 @@ import type { KV } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { monotonicFactory } from "ulid";
 import type { ActorInit } from "../actor/protocol.js";
-import { decode, encode } from "../codec.js";
+import { decode, encode } from "../codec/index.js";
 import type { ActorKind, HeraldConfig, NodeConfig } from "../config/index.js";
-import { errorText } from "../errors.js";
+import { systemClock } from "../clock.js";
+import { errorText, HeraldError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { connectNats } from "../nats/connect.js";
+import { bindBucket } from "../nats/buckets.js";
 import { watchKv, type WatchHandle } from "../nats/kv-watch.js";
 import { monotonicNow } from "../platform/index.js";
+import { payloadRoomProblem } from "../pipeline/queue-io.js";
 import { ensurePipeline } from "../pipeline/setup.js";
+import { deathKey, pipelineNames } from "../pipeline/streams.js";
+import { UnknownTopicSweeper } from "../pipeline/sweeper.js";
 import { names, nodeKey, type Names } from "../subjects.js";
 import { ActorHost } from "./actor-host.js";
 import { LivenessJudge, type Judgement } from "./liveness.js";
-import { MasterLease } from "./master-lease.js";
+import { leaseRequestTimeoutMs, MasterLease } from "./master-lease.js";
 import { HeartbeatWriter, mainProcessIp, openRegistry, parseRecord } from "./registry.js";
 import type { NodeReport } from "./status.js";
 
@@ -79,7 +84,7 @@ export class Supervisor {
     this.names = names(config.subjectPrefix);
     this.judge = new LivenessJudge(config.heartbeat.timeoutMs);
     this.stopped = new Promise((r) => (this.resolveStopped = r));
-    this.duties.push(this.collectorDuty());
+    this.duties.push(this.collectorDuty(), this.sweeperDuty());
   }
 
   /** Adds work that runs only while this node is master. */
@@ -95,21 +100,32 @@ export class Supervisor {
       return;
     }
     const nc = this.nc;
+    const room = payloadRoomProblem(config.limits.maxPayloadBytes, nc.info?.max_payload ?? Number.MAX_SAFE_INTEGER);
+    if (room !== undefined) throw new HeraldError("CONFIG", room);
     const kv = await this.setUp("the node registry", () => openRegistry(nc, this.names.registryBucket));
     if (kv === undefined) return;
     this.kv = kv;
+    // The lease gets a handle of its own on the same bucket, whose requests time out well inside
+    // its self-fencing window: with the client's 5 s default, a request stuck on a node cut off
+    // from NATS would hold the lease loop long after others may have taken over. The heartbeat
+    // keeps the default: a slow beat only delays this node's record.
+    const { intervalMs, timeoutMs } = config.heartbeat;
+    const leaseKv = await this.setUp("the master lease", () =>
+      bindBucket(nc, this.names.registryBucket, { timeoutMs: leaseRequestTimeoutMs(intervalMs, timeoutMs) }),
+    );
+    if (leaseKv === undefined) return;
     this.heartbeat = new HeartbeatWriter(this.kv, nodeKey(this.node.name), () => {
       this.log.info("isStopServer set: stopping");
       void this.stop("isStopServer");
     });
     this.lease = new MasterLease({
-      kv: this.kv,
+      kv: leaseKv,
       node: this.node.name,
       incarnation: this.incarnation,
       preset: config.master.preset === this.node.name,
       order: takeoverOrder(config),
-      intervalMs: config.heartbeat.intervalMs,
-      timeoutMs: config.heartbeat.timeoutMs,
+      intervalMs,
+      timeoutMs,
       isAlive: (n) => this.judge.judge(n, monotonicNow())?.state === "alive",
       now: monotonicNow,
       log: this.log.child("lease"),
@@ -310,8 +326,40 @@ export class Supervisor {
       pingTimeoutMs: config.supervisor.pingTimeoutMs,
       entry: WORKER_ENTRY,
       log: this.log,
-      onEvent: (e) => this.emit(e.type, { actor: e.actor, reason: e.reason, restarts: e.restarts }),
+      onEvent: (e) => {
+        this.emit(e.type, { actor: e.actor, reason: e.reason, restarts: e.restarts });
+        if (e.type === "actor.crashed") void this.recordDeath(e.actor, e.reason);
+      },
     });
+  }
+
+  /**
+   * Why an actor died, where a poison dead letter can quote it: the actor that retires a message
+   * for killing its readers cannot know how they died, their supervisors do.
+   */
+  private async recordDeath(actor: string, reason: string): Promise<void> {
+    try {
+      const kv = await bindBucket(this.nc, pipelineNames(this.config.subjectPrefix).poisonBucket);
+      await kv.put(deathKey(this.node.name, actor), JSON.stringify({ reason: reason.slice(0, 500), at: new Date().toISOString() }));
+    } catch (err) {
+      this.log.debug("could not record an actor's death", { actor, error: errorText(err) });
+    }
+  }
+
+  /** Moves messages of unconfigured topics into dead letters (see sweeper.ts). */
+  private sweeperDuty(): MasterDuty {
+    let sweeper: UnknownTopicSweeper | undefined;
+    return {
+      name: "unknown-topic sweeper",
+      start: async () => {
+        sweeper = new UnknownTopicSweeper(this.nc, this.config, systemClock, this.log.child("sweeper"));
+        sweeper.start();
+      },
+      stop: async () => {
+        await sweeper?.stop();
+        sweeper = undefined;
+      },
+    };
   }
 
   /** Collector actors are a master duty: they exist only while this node holds the lease. */

@@ -11,10 +11,11 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connect } from "@nats-io/transport-node";
-import { decode } from "../codec.js";
+import { decode } from "../codec/index.js";
 import { collectReports, gatherStatus } from "../cli/commands/status.js";
 import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
 import { freePort } from "../nats/server.js";
+import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 import { startTempNats } from "./temp-nats.js";
 import { waitFor } from "./wait.js";
 
@@ -31,6 +32,8 @@ function repoRoot(): string {
 
 /** The compiled CLI (`npm run build` first). */
 export const CLI = resolve(repoRoot(), "dist/runtime/cli/main.js");
+/** Debian's faketime, for nodes with a skewed wall clock. */
+export const FAKETIME = "/usr/bin/faketime";
 /** The Deno binary of the `deno` dev dependency. */
 export const DENO = resolve(repoRoot(), "node_modules/.bin/deno");
 
@@ -50,6 +53,8 @@ export interface ClusterEvent {
   restarts?: number;
   /** Order of arrival at the test's subscriber. */
   seq: number;
+  /** The test process's monotonic clock (`performance.now()`) at arrival. */
+  receivedAt: number;
 }
 
 export interface LocalClusterOptions {
@@ -66,11 +71,28 @@ export interface LocalClusterOptions {
   nodeExtra?: (i: number) => Record<string, unknown>;
   /** Extra top-level config keys. */
   extra?: Record<string, unknown>;
+  /**
+   * Nodes whose NATS connections (supervisor and actors) go through a TCP proxy of their own, so
+   * a drill can partition one node from NATS (`proxy(name).freeze()`). Such a node gets its own
+   * config file, identical but for `nats.servers`. @defaultValue []
+   */
+  proxied?: string[];
+  /**
+   * Wall-clock offset of a node's process, e.g. `{ n1: "-5s" }`: it runs under `faketime`
+   * (Debian package faketime) with its monotonic clock left alone, as a host whose clock is off
+   * would. @defaultValue {}
+   */
+  skew?: Record<string, string>;
+  /** Extra nats-server config text, e.g. `max_payload: 65536`. */
+  natsConfig?: string;
 }
 
 export class LocalCluster {
   readonly nodes = new Map<string, NodeProc>();
   readonly events: ClusterEvent[] = [];
+  private readonly proxies = new Map<string, TcpProxy>();
+  private readonly nodeConfigFiles = new Map<string, string>();
+  private skew: Record<string, string> = {};
   private constructor(
     readonly dir: string,
     readonly configFile: string,
@@ -81,7 +103,7 @@ export class LocalCluster {
   ) {}
 
   static async start(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
-    const nats = await startTempNats();
+    const nats = await startTempNats(opts.natsConfig === undefined ? {} : { config: opts.natsConfig });
     const dir = await mkdtemp(join(tmpdir(), "herald-cluster-"));
     const n = opts.nodes ?? 4;
     const actors = { ingest: 0, collector: 1, subqueue: 0, processor: 1, pusher: 0, ...opts.actors };
@@ -109,20 +131,47 @@ export class LocalCluster {
     let seq = 0;
     nc.subscribe("herald.events", {
       callback: (err, msg) => {
-        if (!err) cluster.events.push({ ...decode<Omit<ClusterEvent, "seq">>(msg.data), seq: seq++ });
+        if (err) return;
+        const receivedAt = performance.now();
+        cluster.events.push({ ...decode<Omit<ClusterEvent, "seq" | "receivedAt">>(msg.data), seq: seq++, receivedAt });
       },
     });
     await nc.flush();
+    cluster.skew = opts.skew ?? {};
+    if (Object.keys(cluster.skew).length > 0 && !existsSync(FAKETIME)) {
+      throw new Error(`clock-skewed nodes need ${FAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
+    }
+    for (const name of opts.proxied ?? []) {
+      const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.port });
+      cluster.proxies.set(name, proxy);
+      const file = join(dir, `${name}.config.json`);
+      const own = { ...config, nats: { ...config.nats, servers: [`nats://${proxy.host}:${proxy.port}`] } };
+      await writeFile(file, JSON.stringify(own, null, 2));
+      cluster.nodeConfigFiles.set(name, file);
+    }
     return cluster;
+  }
+
+  /** The TCP proxy between a `proxied` node and the nats-server. */
+  proxy(name: string): TcpProxy {
+    const proxy = this.proxies.get(name);
+    if (!proxy) throw new Error(`node ${name} is not proxied (LocalClusterOptions.proxied)`);
+    return proxy;
   }
 
   /** Starts `herald start --node NAME` as a child process. */
   startNode(name: string): NodeProc {
-    const args = [CLI, "start", "-c", this.configFile, "--node", name];
-    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
+    const args = [CLI, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
+    let [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
+    const skew = this.skew[name];
+    if (skew !== undefined) [cmd, argv] = [FAKETIME, ["-f", skew, cmd, ...argv]];
     const proc = spawn(cmd, argv, {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, HERALD_LOG: process.env.HERALD_LOG ?? "info" },
+      env: {
+        ...process.env,
+        HERALD_LOG: process.env.HERALD_LOG ?? "info",
+        ...(skew === undefined ? {} : { FAKETIME_DONT_FAKE_MONOTONIC: "1" }),
+      },
     });
     const output: string[] = [];
     proc.stdout!.on("data", (d) => output.push(String(d)));
@@ -189,6 +238,7 @@ export class LocalCluster {
     }
     await Promise.all([...this.nodes.values()].map((n) => n.exited));
     await this.nc.close().catch(() => undefined);
+    await Promise.all([...this.proxies.values()].map((p) => p.close()));
     await this.nats.stop();
     await rm(this.dir, { recursive: true, force: true });
   }

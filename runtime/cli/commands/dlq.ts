@@ -1,11 +1,16 @@
 /**
  * `herald dlq list|replay|purge`: the dead letters (messages that failed for good, with their
  * reason), read by stream sequence so every command ends even while new letters arrive.
+ *
+ * Letters are stream content any client could have written, so they are decoded strictly and a
+ * replayed envelope is checked like any submission before it goes back on the queue.
  */
 import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { decode, encode } from "../../codec.js";
+import { decodeUntrusted, encode } from "../../codec/index.js";
+import type { HeraldConfig } from "../../config/index.js";
 import { errorText, HeraldError } from "../../errors.js";
+import { decodeBudgets, envelopeProblem, type DataLimits } from "../../pipeline/envelope.js";
 import { HEADER_ENVELOPE, HEADER_ID, pipelineNames, type DeadLetter, type PipelineNames } from "../../pipeline/streams.js";
 import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
 
@@ -47,16 +52,16 @@ export async function dlqCommand(action: string | undefined, ids: string[], flag
   }
   const limit = action === "list" ? parseLimit(flags.limit) : Infinity;
   const loaded = await loadFromFlags(flags);
-  const prefix = loaded.config.subjectPrefix;
-  const n = pipelineNames(prefix);
-  const filter = flags.topic === undefined ? undefined : n.dlq(flags.topic);
+  const { config } = loaded;
+  const n = pipelineNames(config.subjectPrefix);
+  const scope = letterScope(config, n, flags.topic);
   const nc = await connectCli(serversFor(flags, loaded));
   try {
     const jsm = await jetstreamManager(nc);
-    if (action === "purge") return await purge(jsm, n, filter, flags.topic);
-    const { letters, total } = await readLetters(jsm, n, filter, limit);
+    if (action === "purge") return await purge(jsm, n, scope, config.limits);
+    const { letters, total } = await readLetters(jsm, n, scope, limit, config.limits);
     if (action === "list") return list(letters, total, flags);
-    return await replay(nc, jsm, prefix, n, flags.all ? letters : pick(letters, ids));
+    return await replay(nc, jsm, n, flags.all ? letters : pick(letters, ids), config.limits);
   } finally {
     await nc.close();
   }
@@ -70,34 +75,61 @@ function parseLimit(text: string | undefined): number {
 }
 
 /**
- * The dead letters (of one subject when `filter` is given), oldest first, at most `limit`, and how
- * many there are in all. Reads the sequences that existed when it started, skipping deleted ones.
+ * Which letters a command covers: all of them, or one topic's. A configured topic's letters have
+ * a subject of their own; letters of unconfigured topics share `herald.dlq._unknown` and are told
+ * apart by the topic they record.
+ */
+export interface LetterScope {
+  topic?: string;
+  /** Subject to read (undefined: every letter). */
+  subject?: string;
+  /** Subject of the letters' kept originals, when the scope has one of its own. */
+  bodySubject?: string;
+}
+
+export function letterScope(config: Pick<HeraldConfig, "topics">, n: PipelineNames, topic: string | undefined): LetterScope {
+  if (topic === undefined) return {};
+  if (Object.hasOwn(config.topics, topic)) return { topic, subject: n.dlq(topic), bodySubject: n.dlqBody(topic) };
+  return { topic, subject: n.dlqUnknown };
+}
+
+/**
+ * The dead letters in `scope`, oldest first, at most `limit`, and how many there are in all.
+ * Reads the sequences that existed when it started, skipping deleted ones and kept originals.
  */
 export async function readLetters(
   jsm: JetStreamManager,
   n: PipelineNames,
-  filter: string | undefined,
+  scope: LetterScope,
   limit: number,
+  limits: DataLimits,
 ): Promise<{ letters: StoredLetter[]; total: number }> {
-  const info = await streamInfo(jsm, n.dlqStream, filter);
-  const total = filter === undefined ? info.state.messages : (info.state.subjects?.[filter] ?? 0);
+  const info = await streamInfo(jsm, n.dlqStream, scope.subject ?? n.dlqSubjects);
+  const subjects = info.state.subjects ?? {};
+  const isBody = (subject: string) => subject.startsWith(n.dlqBody(""));
+  let total = 0;
+  for (const [subject, count] of Object.entries(subjects)) if (!isBody(subject)) total += count;
   const letters: StoredLetter[] = [];
   const last = info.state.last_seq;
   for (let seq = info.state.first_seq; total > 0 && seq <= last && letters.length < limit; seq += READ_BATCH) {
     const seqs = Array.from({ length: Math.min(READ_BATCH, last - seq + 1) }, (_, i) => seq + i);
     const msgs = await Promise.all(seqs.map((s) => jsm.streams.getMessage(n.dlqStream, { seq: s })));
     for (const m of msgs) {
-      if (!m || (filter !== undefined && m.subject !== filter)) continue;
-      letters.push(toLetter(m, n));
+      if (!m || isBody(m.subject) || (scope.subject !== undefined && m.subject !== scope.subject)) continue;
+      const letter = toLetter(m, n, limits);
+      if (scope.topic !== undefined && letter.topic !== scope.topic) continue;
+      letters.push(letter);
       if (letters.length >= limit) break;
     }
   }
+  // Letters of unconfigured topics share a subject: the count is of the subject, the list exact.
+  if (scope.topic !== undefined && scope.bodySubject === undefined && letters.length < limit) total = letters.length;
   return { letters, total };
 }
 
-async function streamInfo(jsm: JetStreamManager, stream: string, filter: string | undefined) {
+async function streamInfo(jsm: JetStreamManager, stream: string, filter: string) {
   try {
-    return await jsm.streams.info(stream, filter === undefined ? undefined : { subjects_filter: filter });
+    return await jsm.streams.info(stream, { subjects_filter: filter });
   } catch (err) {
     if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
       throw new HeraldError("NO_CLUSTER", `no dead-letter stream ${stream} on this NATS: has the cluster been started? (herald start)`);
@@ -106,15 +138,16 @@ async function streamInfo(jsm: JetStreamManager, stream: string, filter: string 
   }
 }
 
-function toLetter(m: StoredMsg, n: PipelineNames): StoredLetter {
-  const subjectTopic = m.subject.slice(n.dlq("").length);
+function toLetter(m: StoredMsg, n: PipelineNames, limits: DataLimits): StoredLetter {
+  const subjectTopic = m.subject === n.dlqUnknown ? "" : m.subject.slice(n.dlq("").length);
   const headerId = m.header?.get(HEADER_ID) || undefined;
-  try {
-    const letter = decode<DeadLetter>(m.data);
-    return { seq: m.seq, id: letter.id ?? headerId ?? `seq:${m.seq}`, topic: letter.topic ?? subjectTopic, letter };
-  } catch (err) {
-    return { seq: m.seq, id: headerId ?? `seq:${m.seq}`, topic: subjectTopic, undecodable: errorText(err) };
+  const decoded = decodeUntrusted(m.data, { ...decodeBudgets(limits), maxStringBytes: Math.max(limits.maxStringBytes, m.data.length) });
+  const letter = decoded.ok ? (decoded.value as DeadLetter | null) : undefined;
+  if (!decoded.ok || typeof letter !== "object" || letter === null || Array.isArray(letter)) {
+    return { seq: m.seq, id: headerId ?? `seq:${m.seq}`, topic: subjectTopic, undecodable: decoded.ok ? "not a dead letter" : decoded.error };
   }
+  const id = typeof letter.id === "string" ? letter.id : (headerId ?? `seq:${m.seq}`);
+  return { seq: m.seq, id, topic: typeof letter.topic === "string" ? letter.topic : subjectTopic, letter };
 }
 
 function list(letters: StoredLetter[], total: number, flags: DlqFlags): number {
@@ -127,6 +160,8 @@ function list(letters: StoredLetter[], total: number, flags: DlqFlags): number {
       error: l.letter?.error ?? `undecodable dead letter: ${l.undecodable}`,
       attempts: l.letter?.attempts ?? null,
       deadAt: l.letter?.deadAt ?? null,
+      // The original did not fit in the letter: it is kept whole beside it, at this sequence.
+      bodySeq: l.letter?.body?.seq ?? null,
     }));
     process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
   } else if (letters.length === 0) {
@@ -170,11 +205,15 @@ function pick(letters: StoredLetter[], ids: string[]): StoredLetter[] {
   return letters.filter((l) => wanted.has(l.id));
 }
 
+/** Reasons whose letters keep the original input, which a replay can put back as it came. */
+const REPLAYABLE_RAW = new Set(["poison", "unknown-topic", "too-large"]);
+
 /**
- * Puts each letter's envelope back on the queue (attempts reset), waits for the JetStream ack, and
- * only then deletes the letter, so a failure in between leaves a copy, never none.
+ * Puts each letter's message back on the queue (attempts reset), waits for the JetStream ack, and
+ * only then deletes the letter (and its kept original), so a failure in between leaves a copy,
+ * never none.
  */
-async function replay(nc: NatsConnection, jsm: JetStreamManager, prefix: string, n: PipelineNames, letters: StoredLetter[]): Promise<number> {
+async function replay(nc: NatsConnection, jsm: JetStreamManager, n: PipelineNames, letters: StoredLetter[], limits: DataLimits): Promise<number> {
   if (letters.length === 0) {
     process.stdout.write("no dead letters to replay\n");
     return 0;
@@ -182,32 +221,75 @@ async function replay(nc: NatsConnection, jsm: JetStreamManager, prefix: string,
   const js = jetstream(nc);
   let refused = 0;
   for (const l of letters) {
-    const envelope = l.letter?.envelope;
-    if (!envelope) {
-      const reason = l.letter?.reason ?? "undecodable";
-      process.stderr.write(`cannot replay ${l.id}: the input was never a valid message (reason ${reason}); see herald dlq list\n`);
+    const again = await replayable(jsm, n, l, limits);
+    if ("refused" in again) {
+      process.stderr.write(`cannot replay ${l.id}: ${again.refused}; see herald dlq list\n`);
       refused++;
       continue;
     }
-    const subject = `${prefix}.in.${envelope.topic}`;
     const h = natsHeaders();
-    h.set(HEADER_ENVELOPE, "1");
+    if (again.envelopeHeader) h.set(HEADER_ENVELOPE, "1");
     try {
-      // A msg id of its own: the original id is still inside the queue's dedup window.
-      await js.publish(subject, encode({ ...envelope, attempts: 0 }), { msgID: `${envelope.id}:replay:${l.seq}`, headers: h });
+      // A msg id of its own: the original id may still be inside the queue's dedup window.
+      await js.publish(again.subject, again.data, { msgID: `${l.id}:replay:${l.seq}`, headers: h });
     } catch (err) {
-      throw new HeraldError("REPLAY_FAILED", `cannot replay ${l.id}: publishing to ${subject} failed (${errorText(err)}): is the cluster running? (herald status)`);
+      throw new HeraldError("REPLAY_FAILED", `cannot replay ${l.id}: publishing to ${again.subject} failed (${errorText(err)}): is the cluster running? (herald status)`);
     }
     await jsm.streams.deleteMessage(n.dlqStream, l.seq);
+    if (l.letter?.body) await jsm.streams.deleteMessage(n.dlqStream, l.letter.body.seq).catch(() => false);
     process.stdout.write(`replayed ${l.id}\n`);
   }
   return refused === 0 ? 0 : 1;
 }
 
-async function purge(jsm: JetStreamManager, n: PipelineNames, filter: string | undefined, topic: string | undefined): Promise<number> {
-  await streamInfo(jsm, n.dlqStream, undefined);
-  const r = await jsm.streams.purge(n.dlqStream, filter === undefined ? undefined : { filter });
-  const s = r.purged === 1 ? "" : "s";
-  process.stdout.write(`purged ${r.purged} dead letter${s}${topic === undefined ? "" : ` of topic ${topic}`}\n`);
+/** What a replay of `l` publishes, or why it cannot be replayed. */
+async function replayable(
+  jsm: JetStreamManager,
+  n: PipelineNames,
+  l: StoredLetter,
+  limits: DataLimits,
+): Promise<{ subject: string; data: Uint8Array; envelopeHeader: boolean } | { refused: string }> {
+  const letter = l.letter;
+  if (!letter) return { refused: `the letter cannot be read (${l.undecodable})` };
+  if (letter.envelope !== undefined) {
+    const env = letter.envelope;
+    const problem = envelopeProblem(env, typeof env?.topic === "string" ? env.topic : "", limits);
+    if (problem) return { refused: `its envelope is not valid (${problem})` };
+    return { subject: n.in(env.topic), data: encode({ ...env, attempts: 0 }), envelopeHeader: true };
+  }
+  const subject = typeof letter.subject === "string" && letter.subject.startsWith(n.in("")) ? letter.subject : undefined;
+  if (subject === undefined || !REPLAYABLE_RAW.has(letter.reason)) {
+    return { refused: `the input was never a valid message (reason ${letter.reason ?? "unknown"})` };
+  }
+  if (letter.body !== undefined) {
+    const body = await jsm.streams.getMessage(n.dlqStream, { seq: letter.body.seq }).catch(() => null);
+    if (!body) return { refused: `its kept original (sequence ${letter.body.seq}) is gone` };
+    return { subject, data: body.data, envelopeHeader: letter.envelopeHeader === true };
+  }
+  if (!(letter.raw instanceof Uint8Array)) return { refused: "the letter keeps no copy of the input" };
+  return { subject, data: letter.raw, envelopeHeader: letter.envelopeHeader === true };
+}
+
+async function purge(jsm: JetStreamManager, n: PipelineNames, scope: LetterScope, limits: DataLimits): Promise<number> {
+  let purged: number;
+  if (scope.topic === undefined) {
+    const subjects = (await streamInfo(jsm, n.dlqStream, n.dlqSubjects)).state.subjects ?? {};
+    const bodies = Object.entries(subjects).reduce((sum, [subject, count]) => sum + (subject.startsWith(n.dlqBody("")) ? count : 0), 0);
+    purged = (await jsm.streams.purge(n.dlqStream)).purged - bodies;
+  } else if (scope.bodySubject !== undefined) {
+    await streamInfo(jsm, n.dlqStream, scope.subject!);
+    purged = (await jsm.streams.purge(n.dlqStream, { filter: scope.subject! })).purged;
+    await jsm.streams.purge(n.dlqStream, { filter: scope.bodySubject });
+  } else {
+    // An unconfigured topic's letters share their subject with other topics': one by one.
+    const { letters } = await readLetters(jsm, n, scope, Infinity, limits);
+    for (const l of letters) {
+      await jsm.streams.deleteMessage(n.dlqStream, l.seq);
+      if (l.letter?.body) await jsm.streams.deleteMessage(n.dlqStream, l.letter.body.seq).catch(() => false);
+    }
+    purged = letters.length;
+  }
+  const s = purged === 1 ? "" : "s";
+  process.stdout.write(`purged ${purged} dead letter${s}${scope.topic === undefined ? "" : ` of topic ${scope.topic}`}\n`);
   return 0;
 }

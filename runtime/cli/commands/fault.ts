@@ -1,4 +1,4 @@
-import { decode, encode } from "../../codec.js";
+import { decode, encode } from "../../codec/index.js";
 import { HeraldError } from "../../errors.js";
 import { names } from "../../subjects.js";
 import type { ControlReply, ControlRequest } from "../../supervisor/supervisor.js";

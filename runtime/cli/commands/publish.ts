@@ -3,7 +3,7 @@
  * goes through the same validation as every other ingest path and is durable when the id prints.
  */
 import { errors } from "@nats-io/transport-node";
-import { decodeLenient } from "../../codec.js";
+import { decodeLenient } from "../../codec/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { names } from "../../subjects.js";
 import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";

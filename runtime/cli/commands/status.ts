@@ -1,7 +1,7 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decode } from "../../codec.js";
+import { decode } from "../../codec/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { bindBucket } from "../../nats/buckets.js";
 import { pipelineNames } from "../../pipeline/streams.js";
@@ -18,6 +18,7 @@ import {
   type ClusterStatus,
   type CollectorStatus,
   type NodeReport,
+  type StatusWarning,
 } from "../../supervisor/status.js";
 import { connectCli, loadFromFlags, openClusterBucket, serversFor, type CommonFlags } from "../context.js";
 import { renderStatus } from "../render-status.js";
@@ -111,19 +112,43 @@ export async function collectorStatuses(
  * retention, so their message counts are exactly what is not yet done; a stream that does not
  * exist yet (cluster never started) counts 0.
  */
-export async function pipelineCounts(nc: NatsConnection, prefix: string): Promise<Pick<ClusterStatus, "queue" | "exceptions">> {
+export async function pipelineCounts(nc: NatsConnection, prefix: string): Promise<Pick<ClusterStatus, "queue" | "exceptions" | "warnings">> {
   const p = pipelineNames(prefix);
   const jsm = await jetstreamManager(nc);
-  const count = async (stream: string) => {
+  const read = async (stream: string) => {
     try {
-      return (await jsm.streams.info(stream)).state.messages;
+      const info = await jsm.streams.info(stream);
+      return { messages: info.state.messages, bytes: info.state.bytes, maxBytes: info.config.max_bytes };
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return 0;
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return { messages: 0, bytes: 0, maxBytes: -1 };
       throw new HeraldError("NATS", `cannot read stream ${stream}: ${errorText(err)}`);
     }
   };
-  const [pending, retrying, dead] = await Promise.all([count(p.queueStream), count(p.exceptionStream), count(p.dlqStream)]);
-  return { queue: { pending }, exceptions: { retrying, dead } };
+  const [queue, exceptions, dead] = await Promise.all([read(p.queueStream), read(p.exceptionStream), read(p.dlqStream)]);
+  return {
+    queue: { pending: queue.messages },
+    exceptions: { retrying: exceptions.messages, dead: dead.messages },
+    warnings: deadLetterWarnings(dead.bytes, dead.maxBytes),
+  };
+}
+
+/** The dead-letter stream counts as nearly full from this share of `pipeline.deadLetters.maxBytes`. */
+export const DLQ_WARN_RATIO = 0.8;
+
+/** Warnings about the dead-letter stream's size against its cap (none without a cap). */
+export function deadLetterWarnings(bytes: number, maxBytes: number): StatusWarning[] {
+  if (!(maxBytes > 0) || bytes < DLQ_WARN_RATIO * maxBytes) return [];
+  const full = bytes >= maxBytes;
+  const pct = Math.min(100, Math.round((100 * bytes) / maxBytes));
+  return [
+    {
+      code: full ? "DEAD_LETTERS_FULL" : "DEAD_LETTERS_NEAR_LIMIT",
+      message:
+        `dead letters use ${bytes} of ${maxBytes} bytes (${pct}%, pipeline.deadLetters.maxBytes)` +
+        (full ? ": new dead letters are refused and their messages wait in the queue" : "") +
+        `; replay or purge them (herald dlq), or raise the limit`,
+    },
+  ];
 }
 
 /** Every supervisor's answer on the status subject; none (not an error) when no node answers. */

@@ -1,0 +1,138 @@
+/**
+ * The unknown-topic sweeper, a master duty. Each configured topic has its own consumers, so a
+ * message published on `herald.in.<anything else>` (a typo, a removed topic, junk) is captured by
+ * the queue stream but read by no consumer. Every interval the master lists the subjects the queue
+ * and exception streams hold, and moves the messages of unconfigured ones into dead letters
+ * (reason `unknown-topic`, one subject `herald.dlq._unknown` for all of them, so junk cannot grow
+ * the server's subject index without bound), deleting each once its letter is durable.
+ *
+ * An envelope queued for a topic that has since been removed keeps its envelope in the letter, so
+ * `herald dlq replay` brings it back once the topic is configured again.
+ */
+import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Clock } from "../clock.js";
+import { decodeUntrusted } from "../codec/index.js";
+import type { HeraldConfig } from "../config/index.js";
+import { errorText } from "../errors.js";
+import type { Logger } from "../log.js";
+import { decodeBudgets, envelopeProblem } from "./envelope.js";
+import { QueueIO, type Original } from "./queue-io.js";
+import { HEADER_ENVELOPE, pipelineNames, type DeadLetter } from "./streams.js";
+import type { Envelope } from "./types.js";
+
+/** How often the master looks for messages of unknown topics, ms. */
+export const SWEEP_INTERVAL_MS = 1000;
+/** Messages moved per sweep at most, so one sweep stays short. */
+const SWEEP_BATCH = 1000;
+/** Dead letters keep at most this much of a raw message. */
+const MAX_RAW_KEPT = 64 * 1024;
+
+export class UnknownTopicSweeper {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running = false;
+  private sweeping: Promise<void> | undefined;
+  private readonly names;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly config: HeraldConfig,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.names = pipelineNames(config.subjectPrefix);
+  }
+
+  start(): void {
+    this.running = true;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    await this.sweeping;
+  }
+
+  private schedule(ms: number): void {
+    if (!this.running) return;
+    this.timer = setTimeout(() => {
+      this.sweeping = this.sweepOnce()
+        .then((moved) => {
+          if (moved > 0) this.log.warn("messages of unconfigured topics moved to dead letters", { moved });
+        })
+        .catch((err) => this.log.debug("unknown-topic sweep failed; trying again", { error: errorText(err) }))
+        .finally(() => this.schedule(SWEEP_INTERVAL_MS));
+    }, ms);
+  }
+
+  /** One pass over both streams; resolves with the number of messages moved. */
+  async sweepOnce(): Promise<number> {
+    const jsm = await jetstreamManager(this.nc);
+    const io = new QueueIO(jetstream(this.nc), {
+      prefix: this.config.subjectPrefix,
+      maxPayload: this.nc.info?.max_payload ?? 1_048_576,
+      isTopic: (t) => this.isTopic(t),
+    });
+    let moved = 0;
+    for (const [stream, filter, kind] of [
+      [this.names.queueStream, this.names.queueSubjects, "queue"],
+      [this.names.exceptionStream, this.names.exceptionSubjects, "exceptions"],
+    ] as const) {
+      const info = await jsm.streams.info(stream, { subjects_filter: filter });
+      const prefixLength = filter.length - 1; // "herald.in." — the filter without its ">"
+      for (const subject of Object.keys(info.state.subjects ?? {})) {
+        if (this.isTopic(subject.slice(prefixLength))) continue;
+        moved += await this.sweepSubject(jsm, io, stream, subject, subject.slice(prefixLength), kind, SWEEP_BATCH - moved);
+        if (moved >= SWEEP_BATCH || !this.running) return moved;
+      }
+    }
+    return moved;
+  }
+
+  private isTopic(topic: string): boolean {
+    return Object.hasOwn(this.config.topics, topic);
+  }
+
+  private async sweepSubject(
+    jsm: JetStreamManager,
+    io: QueueIO,
+    stream: string,
+    subject: string,
+    topic: string,
+    kind: "queue" | "exceptions",
+    budget: number,
+  ): Promise<number> {
+    let moved = 0;
+    while (moved < budget && this.running) {
+      const m = await jsm.streams.getMessage(stream, { next_by_subj: subject, seq: 0 } as never).catch(() => null);
+      if (m === null) break;
+      const envelope = this.envelopeOf(m, topic, kind);
+      const letter: DeadLetter = {
+        // Input that never became a message is named by its stream sequence, as everywhere.
+        id: envelope?.id ?? `invalid:${m.seq}`,
+        topic,
+        reason: "unknown-topic",
+        error: `no topic ${JSON.stringify(topic.length > 64 ? `${topic.slice(0, 64)}…` : topic)} in the cluster config (its messages on ${subject} were read by no consumer)`,
+        attempts: envelope?.attempts ?? 0,
+        deadAt: this.clock.wall(),
+        ...(envelope === undefined ? { raw: m.data.length > MAX_RAW_KEPT ? m.data.slice(0, MAX_RAW_KEPT) : m.data, subject } : { envelope }),
+      };
+      const original: Original = { subject: this.names.in(topic), data: m.data, envelopeHeader: m.header?.get(HEADER_ENVELOPE) === "1" };
+      await io.deadLetter(letter, `unknown:${stream}:${m.seq}`, kind === "queue" ? original : undefined);
+      await jsm.streams.deleteMessage(stream, m.seq);
+      moved++;
+    }
+    return moved;
+  }
+
+  /** The envelope a stored message carries, when it is a valid one (Herald's own, or an exception entry's). */
+  private envelopeOf(m: StoredMsg, topic: string, kind: "queue" | "exceptions"): Envelope | undefined {
+    if (kind === "queue" && m.header?.get(HEADER_ENVELOPE) !== "1") return undefined;
+    const decoded = decodeUntrusted(m.data, decodeBudgets(this.config.limits));
+    if (!decoded.ok) return undefined;
+    const value = kind === "queue" ? decoded.value : (decoded.value as { envelope?: unknown } | null)?.envelope;
+    return envelopeProblem(value, topic, this.config.limits) === undefined ? (value as Envelope) : undefined;
+  }
+}
