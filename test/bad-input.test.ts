@@ -168,6 +168,8 @@ const outputs = new Map<string, Record<string, any>[]>();
 const dead = new Map<string, DeadLetter[]>();
 /** Ids acknowledged by herald.submit or HTTP: each must end delivered or dead. */
 const accepted = new Set<string>();
+/** How each accepted id came in, for failure messages. */
+const acceptedFrom = new Map<string, string>();
 let stopDlq: (() => void) | undefined;
 
 const add = <T>(m: Map<string, T[]>, k: string, v: T) => m.set(k, [...(m.get(k) ?? []), v]);
@@ -223,6 +225,7 @@ describe("bad input against one running node", () => {
         if (r.ok) {
           expect(r.id).toMatch(/^[A-Za-z0-9._:-]{1,128}$/);
           accepted.add(r.id!);
+          acceptedFrom.set(r.id!, `submit ${JSON.stringify(r)} ${clip(Buffer.from(bytes).toString("hex"))}`);
         } else {
           expect(r.error).toMatch(/\S/);
           expect(["invalid", "unknown-topic"]).toContain(r.reason);
@@ -251,6 +254,7 @@ describe("bad input against one running node", () => {
         const answer = (await res.json()) as { id?: string; error?: string };
         if (res.status === 202) {
           accepted.add(answer.id!);
+          acceptedFrom.set(answer.id!, `http ${JSON.stringify(answer)} ${clip(text)}`);
           return;
         }
         if (res.status === 503) expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
@@ -316,10 +320,12 @@ describe("bad input against one running node", () => {
   });
 
   it("afterwards: every accepted message ended delivered or dead, nothing crashed, and a valid message still arrives", async () => {
-    await waitFor(() => [...accepted].every(ended), { timeoutMs: 20_000, what: "every accepted id delivered or dead-lettered" }).catch(() => {
+    await waitFor(() => [...accepted].every(ended), { timeoutMs: 20_000, what: "every accepted id delivered or dead-lettered" }).catch(async () => {
       const open = [...accepted].filter((id) => !ended(id)).slice(0, 10);
-      const said = cluster.nodeOutput("n1").split("\n").filter((l) => open.some((id) => l.includes(id)));
-      throw new Error(`accepted but never delivered nor dead-lettered: ${open.join(" ")}\n${said.join("\n")}`);
+      const said = cluster.nodeOutput("n1").split("\n").filter((l) => open.some((id) => l.includes(id)) || l.includes("malformed queued envelope") || (/ (warn|error) /.test(l) && !l.includes("dead letter")));
+      const s = await cluster.status();
+      const gauges = JSON.stringify(s.nodes[0]?.actors.map((a) => [a.id, a.state, a.restarts, a.gauges]));
+      throw new Error(`accepted but never delivered nor dead-lettered: ${open.map((id) => `${id} (${acceptedFrom.get(id)})`).join(" ")}\nqueue ${s.queue.pending}, retrying ${s.exceptions.retrying}, actors ${gauges}\n${said.slice(-20).join("\n")}`);
     });
     for (const dl of [...dead.values()].flat()) {
       expect(["invalid", "render", "rejected", "exhausted", "unknown-topic"]).toContain(dl.reason);

@@ -172,6 +172,18 @@ describe("validateSubmission: what is refused, and the error says why", () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  test("a lone surrogate (JSON can spell one as \\ud800) is refused in values, keys and to: it has no UTF-8 form", () => {
+    const decoded = decodeSubmission(new TextEncoder().encode('{"topic":"demo","data":{"name":"x\\ud800"}}'));
+    expect(decoded.ok).toBe(true);
+    expect(refused((decoded as { value: unknown }).value)).toBe(
+      '"data.name" is not well-formed Unicode: it holds a lone surrogate (such as \\ud800), which has no UTF-8 form',
+    );
+    expect(refused({ topic: "demo", data: { ["k\udc00"]: 1 } })).toMatch(/^a key of "data" is not well-formed Unicode/);
+    expect(refused({ topic: "demo", to: "\ud800", data: {} })).toMatch(/^"to" is not well-formed Unicode/);
+    // A surrogate pair is fine.
+    expect(accepted({ topic: "demo", data: { name: "\ud83d\ude00" } }).data).toEqual({ name: "😀" });
+  });
+
   test("data larger than maxPayloadBytes as UTF-8 JSON: both sizes are given", () => {
     const ctx = context({ limits: withLimits({ maxPayloadBytes: 18 }) });
     expect(refused({ topic: "demo", data: { s: "x".repeat(11) } }, "invalid", ctx)).toBe(

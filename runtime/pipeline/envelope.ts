@@ -106,6 +106,7 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
     if (input.to.length === 0 || input.to.length > MAX_TO_LENGTH) {
       return invalid(`"to" must be 1–${MAX_TO_LENGTH} characters, got ${input.to.length}`);
     }
+    if (!wellFormed(input.to)) return invalid(`"to" ${NOT_UNICODE}`);
   }
 
   if (input.id !== undefined) {
@@ -151,7 +152,7 @@ export function envelopeProblem(value: unknown, subjectTopic: string, limits: Da
     const { id, topic, to, data, createdAt, source, attempts } = value;
     if (typeof id !== "string" || !CALLER_ID.test(id)) return `"id" must be 1–128 characters of letters, digits, ".", "_", ":" or "-", got ${kind(id)}`;
     if (topic !== subjectTopic) return `"topic" is ${kind(topic)} but the envelope was queued on topic ${shown(subjectTopic)}`;
-    if (to !== undefined && (typeof to !== "string" || to.length === 0 || to.length > MAX_TO_LENGTH)) {
+    if (to !== undefined && (typeof to !== "string" || to.length === 0 || to.length > MAX_TO_LENGTH || !wellFormed(to))) {
       return `"to" must be a string of 1–${MAX_TO_LENGTH} characters, got ${kind(to)}`;
     }
     if (!isPlainObject(data)) return wrongTypeText("data", "an object", data);
@@ -188,11 +189,13 @@ function checkJson(value: object, path: string, depth: number, limits: DataLimit
     if (typeof key === "string" && FORBIDDEN_KEYS.has(key)) {
       return `"${at}": the key "${key}" is not allowed (it could reach an object's prototype)`;
     }
+    if (typeof key === "string" && !wellFormed(key)) return `a key of "${path}" ${NOT_UNICODE}`;
     if (typeof key === "string" && key.length * 3 > limits.maxStringBytes && Buffer.byteLength(key) > limits.maxStringBytes) {
       return `a key of "${path}" is ${Buffer.byteLength(key)} bytes, over the limit of ${limits.maxStringBytes} (limits.maxStringBytes)`;
     }
     if (child === null || typeof child === "boolean") continue;
     if (typeof child === "string") {
+      if (!wellFormed(child)) return `"${at}" ${NOT_UNICODE}`;
       if (child.length * 3 > limits.maxStringBytes && Buffer.byteLength(child) > limits.maxStringBytes) {
         return `"${at}" is ${Buffer.byteLength(child)} bytes, over the limit of ${limits.maxStringBytes} (limits.maxStringBytes)`;
       }
@@ -248,6 +251,16 @@ function wrongType(field: string, expected: string, got: unknown): SubmissionRes
 
 function wrongTypeText(field: string, expected: string, got: unknown): string {
   return `"${field}" must be ${expected}, got ${kind(got)}`;
+}
+
+/**
+ * JSON can spell a lone surrogate (`"\ud800"`) that has no UTF-8 form: accepted, it would be
+ * re-encoded as invalid UTF-8 and refused by the next stage, so it is refused at the door.
+ */
+const NOT_UNICODE = "is not well-formed Unicode: it holds a lone surrogate (such as \\ud800), which has no UTF-8 form";
+
+function wellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
 /** Plain objects only: what JSON and msgpack maps decode to (not arrays, dates, buffers, classes). */
