@@ -4,17 +4,20 @@
  *
  *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
  *                 [-- --only raw,herald,webhook,cluster,bullmq,recovery]
- *                 [-- --max-in-flight 16,64,256]
+ *                 [-- --max-in-flight 16,64,256] [-- --baseline DIR]
  *
  * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
  * --trials: failover and respawn trials; --max-in-flight: also run the 1-node full-speed scenario
- * once per `pipeline.maxInFlight` value listed, side by side in the same run.
+ * once per `pipeline.maxInFlight` value listed, side by side in the same run; --baseline: also run
+ * the 1-node full-speed scenario with another built Herald checkout (the change measured in one run).
  *
  * Prints progress on stderr, one table with ratios on stdout, and writes bench/results/latest.json.
  */
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { findNatsServer } from "../runtime/nats/server.js";
 import { bullmq, redisReachable, type BullResult } from "./lib/bullmq.js";
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     inflight: { type: "string", default: "1000" },
     only: { type: "string" },
     "max-in-flight": { type: "string" },
+    baseline: { type: "string" },
     out: { type: "string", default: "bench/results/latest.json" },
   },
 });
@@ -51,6 +55,8 @@ if (sweep.some((v) => !Number.isInteger(v) || v < 1)) {
   console.error("herald bench: --max-in-flight takes integers ≥ 1, comma-separated (16,64,256)");
   process.exit(2);
 }
+/** Another Herald checkout, built (`npm run build`), whose 1-node scenario runs beside this one's. */
+const baseline = values.baseline === undefined ? undefined : baselineOf(values.baseline);
 const only = new Set((values.only ?? "raw,herald,webhook,cluster,bullmq,recovery").split(","));
 if (quick && !values.only) only.delete("cluster");
 
@@ -61,6 +67,8 @@ interface Results {
   webhook?: HeraldResult;
   cluster?: HeraldResult;
   bullmq?: BullResult | { skipped: string };
+  /** The 1-node full-speed scenario run by another build (--baseline). */
+  baseline?: { label: string; result: HeraldResult };
   /** The 1-node full-speed scenario per `pipeline.maxInFlight` value (--max-in-flight). */
   maxInFlight?: { value: number; result: HeraldResult }[];
   recovery?: RecoveryResult;
@@ -79,6 +87,10 @@ async function main(): Promise<void> {
     const rate = Math.max(100, Math.round(r.herald.msgsPerSec / 2));
     log(`Herald, 1 node, nats channel, fixed load ${rate} msgs/s (half of full speed) for ${duration} s…`);
     r.heraldHalf = await heraldEndToEnd({ nodes: 1, channel: "nats", count: Math.round(rate * duration), inflight, rate });
+  }
+  if (baseline) {
+    log(`Herald ${baseline.label}, 1 node, nats channel, full speed: ${count} messages…`);
+    r.baseline = { label: baseline.label, result: await heraldEndToEnd({ nodes: 1, channel: "nats", count, inflight, cli: baseline.cli }) };
   }
   for (const value of sweep) {
     log(`Herald, 1 node, nats channel, full speed, pipeline.maxInFlight ${value}: ${count} messages…`);
@@ -134,6 +146,10 @@ function render(r: Results): string {
   const rss = (x: HeraldResult | undefined) => (x ? `peak RSS/node ${Object.values(x.peakRssMiB).map((v) => v ?? "?").join("/")} MiB` : "");
   row("raw JetStream publish + consume/ack", r.raw);
   row("Herald 1 node, nats, full speed", r.herald, rss(r.herald));
+  if (r.baseline) {
+    const vsThis = ratio(r.herald?.msgsPerSec, r.baseline.result.msgsPerSec);
+    row(`Herald ${r.baseline.label}, 1 node, nats, full speed`, r.baseline.result, `this build ÷ baseline ${vsThis}; ${rss(r.baseline.result)}`);
+  }
   // A fixed offered load: its latency is the point; its rate is what was offered.
   row("Herald 1 node, nats, half load", r.heraldHalf, "latency at half of full speed", false);
   for (const { value, result } of r.maxInFlight ?? []) row(`Herald 1 node, nats, maxInFlight ${value}`, result, rss(result));
@@ -155,6 +171,21 @@ function render(r: Results): string {
     );
   }
   return `${lines.join("\n")}\n`;
+}
+
+function baselineOf(dir: string): { label: string; cli: string } {
+  const cli = resolve(dir, "dist/runtime/cli/main.js");
+  if (!existsSync(cli)) {
+    console.error(`herald bench: --baseline ${dir}: no ${cli} (run npm run build there first)`);
+    process.exit(2);
+  }
+  let commit = "";
+  try {
+    commit = execFileSync("git", ["-C", dir, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+  } catch {
+    // Not a git checkout: the directory names it.
+  }
+  return { label: `baseline ${commit || dir}`, cli };
 }
 
 function git(): string | undefined {

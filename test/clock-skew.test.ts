@@ -8,8 +8,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import type { ClusterStatus } from "../runtime/supervisor/status.js";
-import { TestCluster } from "./helpers/cluster.js";
+import { allRunning, TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 
 let cluster: TestCluster | undefined;
@@ -22,8 +21,6 @@ afterEach(async () => {
   server = undefined;
 });
 
-const allRunning = (s: ClusterStatus) =>
-  s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running"));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Publish → push latency of `count` messages sent one at a time, ms, under the default rules. */

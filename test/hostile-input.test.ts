@@ -18,8 +18,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decode, encode } from "../runtime/codec/index.js";
 import type { DeadLetter } from "../runtime/pipeline/streams.js";
-import type { ClusterStatus } from "../runtime/supervisor/status.js";
-import { TestCluster } from "./helpers/cluster.js";
+import { allRunning, TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 
 const INPUTS = Number(process.env.HERALD_HOSTILE_INPUTS ?? 1200);
@@ -134,8 +133,6 @@ let stopDlq: (() => void) | undefined;
 /** The one valid item of the collector's hostile page was pushed. */
 let collectedFine = false;
 
-const allRunning = (s: ClusterStatus) =>
-  s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running"));
 
 describe("hostile input on every ingest path", () => {
   beforeAll(async () => {

@@ -10,8 +10,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { decode, encode } from "../runtime/codec/index.js";
 import type { DeadLetter } from "../runtime/pipeline/streams.js";
-import type { ClusterStatus } from "../runtime/supervisor/status.js";
-import { TestCluster } from "./helpers/cluster.js";
+import { allRunning, TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 
 let cluster: TestCluster | undefined;
@@ -25,8 +24,6 @@ afterEach(async () => {
   server = undefined;
 });
 
-const allRunning = (s: ClusterStatus) =>
-  s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running"));
 
 /** One node, one actor of each pipeline kind, the given topics. */
 async function oneNode(topics: Record<string, unknown>, pipeline: Record<string, unknown> = {}): Promise<TestCluster> {

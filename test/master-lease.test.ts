@@ -162,6 +162,8 @@ class FakeKv {
   private value: string | undefined;
   private revision = 0;
   holding = false;
+  /** The next write is applied, but answered with a timeout (as a slow server's can be). */
+  timeOutAfterWrite = false;
   private held: (() => void)[] = [];
 
   get(): Promise<KvEntry | null> {
@@ -198,7 +200,12 @@ class FakeKv {
 
   private write(data: string): number {
     this.value = data;
-    return ++this.revision;
+    ++this.revision;
+    if (this.timeOutAfterWrite) {
+      this.timeOutAfterWrite = false;
+      throw new Error("TIMEOUT");
+    }
+    return this.revision;
   }
 
   private answer<T>(op: () => T): Promise<T> {
@@ -334,6 +341,33 @@ describe("self-fencing", () => {
     expect(lease.isMaster()).toBe(false);
     expect(gains).toEqual([1]);
     expect(losses).toHaveLength(1);
+  });
+
+  it("a take applied by the server but answered with a timeout is adopted on the next read, inside the window", async () => {
+    const { kv, time, lease, gains } = fencedHolder();
+    kv.timeOutAfterWrite = true;
+    await lease.tick();
+    expect(lease.isMaster()).toBe(false);
+    time.advanceTo(INTERVAL);
+    await lease.tick();
+    expect(lease.isMaster()).toBe(true);
+    expect(gains).toEqual([1]);
+    // Held as from when the take began: the fence counts from 0, not from the read at 200.
+    time.advanceTo(FENCE - 1);
+    expect(lease.isMaster()).toBe(true);
+    kv.holding = true;
+    time.advanceTo(FENCE);
+    expect(lease.isMaster()).toBe(false);
+  });
+
+  it("such a take is not adopted once its window has passed: it expires like anyone's", async () => {
+    const { kv, time, lease, gains } = fencedHolder();
+    kv.timeOutAfterWrite = true;
+    await lease.tick();
+    time.advanceTo(FENCE);
+    await lease.tick();
+    expect(lease.isMaster()).toBe(false);
+    expect(gains).toEqual([]);
   });
 
   it("renewals keep pushing the deadline back", async () => {

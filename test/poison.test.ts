@@ -10,8 +10,7 @@ import { headers as natsHeaders } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { decode } from "../runtime/codec/index.js";
 import { HEADER_DRILL, type DeadLetter } from "../runtime/pipeline/streams.js";
-import type { ClusterStatus } from "../runtime/supervisor/status.js";
-import { TestCluster } from "./helpers/cluster.js";
+import { allRunning, TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 
 let cluster: TestCluster | undefined;
@@ -21,8 +20,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-const allRunning = (s: ClusterStatus) =>
-  s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running"));
 
 /**
  * `{ topic: "demo", data: X0 }` where each Xi is an object `{ a: X(i+1), b: <pointer to X(i+1)> }`

@@ -20,6 +20,8 @@ export interface HeraldScenario {
   rate?: number;
   /** `pipeline.maxInFlight` override. */
   maxInFlight?: number;
+  /** Another build's CLI (`<dir>/dist/runtime/cli/main.js`) to run instead of this one. */
+  cli?: string;
 }
 
 export interface HeraldResult extends ThroughputResult {
@@ -64,6 +66,7 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
   const hook = s.channel === "webhook" ? await webhookSink() : undefined;
   const topic = s.channel === "webhook" ? { channel: "webhook", url: hook!.url } : { channel: "nats" };
   const c = await LocalCluster.start({
+    ...(s.cli === undefined ? {} : { cli: s.cli }),
     nodes: s.nodes,
     actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
     extra: {

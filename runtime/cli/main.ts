@@ -38,8 +38,12 @@ Usage:
                                              continues and messages wait in the queue
   herald resume [--topic T]                  resume retrieval of topic T (or of all topics)
   herald dlq list [--topic T] [--json] [--limit N]
-                                             dead letters, oldest first (default limit 100)
+                                             dead letters, oldest first (default limit 100), with
+                                             their reasons: invalid, unknown-topic, render, rejected,
+                                             exhausted, poison, too-large
   herald dlq replay ID… | --all [--topic T]  put dead letters back on the queue, attempts reset
+                                             (poison, unknown-topic and too-large letters: their kept
+                                             original, as it came)
   herald dlq purge [--topic T]               delete the dead letters (of topic T, or all)
   herald fault crash-actor --node NAME --actor ID
                                              fault drill: that actor's thread dies abruptly

@@ -92,6 +92,11 @@ export class MasterLease {
   private current: LeaseValue | undefined;
   private absentSince: number | undefined;
   private busy = false;
+  /**
+   * A take whose write failed without a verdict (a timeout): the server may have applied it. If the
+   * next read shows our value at that epoch, the lease is ours, as held since the attempt began.
+   */
+  private unsettledTake: { epoch: number; startedAt: number } | undefined;
 
   private readonly fenceAfterMs: number;
   private readonly setTimer: (fire: () => void, ms: number) => unknown;
@@ -158,6 +163,12 @@ export class MasterLease {
     const value = entry && entry.operation === "PUT" ? parseLease(entry) : undefined;
     this.current = value;
     if (this.held) return this.renew(entry, value);
+    const unsettled = this.unsettledTake;
+    this.unsettledTake = undefined;
+    if (unsettled && entry && value?.node === this.opts.node && value.incarnation === this.opts.incarnation && value.epoch === unsettled.epoch) {
+      // Ours after all; safe only while inside the self-fence window counted from the attempt.
+      if (seenAt - unsettled.startedAt < this.fenceAfterMs) return this.gain(value, entry.revision, unsettled.startedAt);
+    }
     if (!value) return this.whenAbsent(entry, seenAt);
     if (value.node === this.opts.node && value.incarnation !== this.opts.incarnation) {
       // Our own previous incarnation held it: nobody else is acting on it, take it back.
@@ -225,19 +236,25 @@ export class MasterLease {
           ? await this.opts.kv.create(MASTER_KEY, JSON.stringify(value))
           : await this.opts.kv.update(MASTER_KEY, JSON.stringify(value), entry.revision);
     } catch (err) {
-      // Another candidate won the compare-and-set.
+      // A compare-and-set refused: another candidate won. Anything else may have been applied.
+      if (!isCasConflict(err)) this.unsettledTake = { epoch, startedAt };
       this.opts.log.debug("lease take lost", { epoch, error: errorText(err) });
       return;
     }
-    const held: Hold = { epoch, revision, renewedAt: startedAt, fence: undefined };
+    this.gain(value, revision, startedAt);
+  }
+
+  /** We hold `value` at `revision`, written no earlier than `writtenFrom` (monotonic). */
+  private gain(value: LeaseValue, revision: number, writtenFrom: number): void {
+    const held: Hold = { epoch: value.epoch, revision, renewedAt: writtenFrom, fence: undefined };
     this.held = held;
     this.armFence(held);
     this.current = value;
     this.absentSince = undefined;
     this.seenRevision = revision;
-    this.seenChangedAt = startedAt;
-    this.opts.log.info("master duty acquired", { epoch });
-    this.opts.onGain(epoch);
+    this.seenChangedAt = writtenFrom;
+    this.opts.log.info("master duty acquired", { epoch: value.epoch });
+    this.opts.onGain(value.epoch);
   }
 
   /** (Re)arms the self-fencing timer for `held`'s latest renewal. */

@@ -85,6 +85,11 @@ export interface LocalClusterOptions {
   skew?: Record<string, string>;
   /** Extra nats-server config text, e.g. `max_payload: 65536`. */
   natsConfig?: string;
+  /**
+   * The `herald` CLI the nodes run (`dist/runtime/cli/main.js` of some build), so a benchmark can
+   * run another build side by side with this one. @defaultValue this build's {@link CLI}
+   */
+  cli?: string;
 }
 
 export class LocalCluster {
@@ -93,6 +98,7 @@ export class LocalCluster {
   private readonly proxies = new Map<string, TcpProxy>();
   private readonly nodeConfigFiles = new Map<string, string>();
   private skew: Record<string, string> = {};
+  private cliPath = CLI;
   private constructor(
     readonly dir: string,
     readonly configFile: string,
@@ -138,6 +144,7 @@ export class LocalCluster {
     });
     await nc.flush();
     cluster.skew = opts.skew ?? {};
+    cluster.cliPath = opts.cli ?? CLI;
     if (Object.keys(cluster.skew).length > 0 && !existsSync(FAKETIME)) {
       throw new Error(`clock-skewed nodes need ${FAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
     }
@@ -161,7 +168,7 @@ export class LocalCluster {
 
   /** Starts `herald start --node NAME` as a child process. */
   startNode(name: string): NodeProc {
-    const args = [CLI, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
+    const args = [this.cliPath, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
     let [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
     const skew = this.skew[name];
     if (skew !== undefined) [cmd, argv] = [FAKETIME, ["-f", skew, cmd, ...argv]];

@@ -135,18 +135,20 @@ export async function pipelineCounts(nc: NatsConnection, prefix: string): Promis
 /** The dead-letter stream counts as nearly full from this share of `pipeline.deadLetters.maxBytes`. */
 export const DLQ_WARN_RATIO = 0.8;
 
-/** Warnings about the dead-letter stream's size against its cap (none without a cap). */
+/**
+ * Warnings about the dead-letter stream's size against its cap (none without a cap). The stream
+ * refuses what does not fit, so it never reads as exactly full: from 80 % on it may already be
+ * refusing letters, and the warning says what that means.
+ */
 export function deadLetterWarnings(bytes: number, maxBytes: number): StatusWarning[] {
   if (!(maxBytes > 0) || bytes < DLQ_WARN_RATIO * maxBytes) return [];
-  const full = bytes >= maxBytes;
   const pct = Math.min(100, Math.round((100 * bytes) / maxBytes));
   return [
     {
-      code: full ? "DEAD_LETTERS_FULL" : "DEAD_LETTERS_NEAR_LIMIT",
+      code: "DEAD_LETTERS_NEAR_LIMIT",
       message:
-        `dead letters use ${bytes} of ${maxBytes} bytes (${pct}%, pipeline.deadLetters.maxBytes)` +
-        (full ? ": new dead letters are refused and their messages wait in the queue" : "") +
-        `; replay or purge them (herald dlq), or raise the limit`,
+        `dead letters use ${bytes} of ${maxBytes} bytes (${pct}%, pipeline.deadLetters.maxBytes); ` +
+        `when full, new dead letters are refused and their messages wait in the queue: replay or purge them (herald dlq), or raise the limit`,
     },
   ];
 }

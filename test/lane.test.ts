@@ -1,0 +1,55 @@
+/**
+ * A topic lane on an injected clock: sub-queue windows run on the monotonic clock from when the
+ * lane received each message, so the wall clock — however far off — changes nothing.
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
+import { TopicLane, type Held } from "../actors/subqueue/lane.js";
+import { RulesView } from "../actors/subqueue/rules-view.js";
+import type { Clock } from "../runtime/clock.js";
+import { createLogger } from "../runtime/log.js";
+
+/** A clock whose monotonic time the test moves, with the wall clock `skewMs` away from it. */
+function fakeClock(skewMs: number): Clock & { advance(ms: number): void } {
+  let mono = 1000;
+  return { monotonic: () => mono, wall: () => 1_700_000_000_000 + mono + skewMs, advance: (ms) => (mono += ms) };
+}
+
+const held = (id: string): Held => ({ m: {} as JsMsg, env: { id, topic: "t", data: {}, createdAt: 0, source: "submit", attempts: 0 } });
+
+/** Ids the lane releases now. */
+function drain(lane: TopicLane): string[] {
+  const out: string[] = [];
+  for (let h = lane.next(); h; h = lane.next()) out.push(h.env.id);
+  return out;
+}
+
+describe("TopicLane clocks", () => {
+  for (const skewMs of [0, -5000, 5000, -86_400_000]) {
+    it(`closes a sub-queue maxAgeMs after its first message, by the monotonic clock (wall clock ${skewMs} ms off)`, () => {
+      const clock = fakeClock(skewMs);
+      const view = new RulesView({ primary: "fifo", secondary: "fifo", maxCount: 100, maxAgeMs: 100 }, createLogger("test"), () => {});
+      const lane = new TopicLane("t", view, clock);
+      lane.add(held("m1"));
+      clock.advance(60);
+      lane.add(held("m2"));
+      expect(drain(lane)).toEqual([]);
+      expect(lane.scheduler.nextDeadlineMs()).toBe(1100);
+      clock.advance(39);
+      expect(drain(lane)).toEqual([]);
+      clock.advance(1);
+      expect(drain(lane)).toEqual(["m1", "m2"]);
+      expect(lane.held).toBe(0);
+    });
+  }
+
+  it("due retries leave before new messages, and count against the lane's budget", () => {
+    const clock = fakeClock(0);
+    const view = new RulesView({ primary: "fifo", secondary: "fifo", maxCount: 1 }, createLogger("test"), () => {});
+    const lane = new TopicLane("t", view, clock);
+    lane.add(held("new"));
+    lane.addRetry(held("retry"));
+    expect(lane.held).toBe(2);
+    expect(drain(lane)).toEqual(["retry", "new"]);
+  });
+});
