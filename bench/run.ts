@@ -4,12 +4,13 @@
  *
  *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
  *                 [-- --only raw,herald,webhook,cluster,bullmq,recovery]
- *                 [-- --max-in-flight 16,64,256] [-- --baseline DIR]
+ *                 [-- --max-in-flight 16,64,256] [-- --baseline DIR [--rounds N]]
  *
  * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
  * --trials: failover and respawn trials; --max-in-flight: also run the 1-node full-speed scenario
  * once per `pipeline.maxInFlight` value listed, side by side in the same run; --baseline: also run
- * the 1-node full-speed scenario with another built Herald checkout (the change measured in one run).
+ * the 1-node full-speed scenario with another built Herald checkout, --rounds times (default 3),
+ * alternating which goes first, and report medians (a change measured in one run).
  *
  * Prints progress on stderr, one table with ratios on stdout, and writes bench/results/latest.json.
  */
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     "max-in-flight": { type: "string" },
     baseline: { type: "string" },
+    rounds: { type: "string", default: "3" },
     out: { type: "string", default: "bench/results/latest.json" },
   },
 });
@@ -67,8 +69,8 @@ interface Results {
   webhook?: HeraldResult;
   cluster?: HeraldResult;
   bullmq?: BullResult | { skipped: string };
-  /** The 1-node full-speed scenario run by another build (--baseline). */
-  baseline?: { label: string; result: HeraldResult };
+  /** The 1-node full-speed scenario run by this build and another (--baseline), alternately. */
+  baseline?: { label: string; rounds: { thisBuild: HeraldResult; baseline: HeraldResult }[] };
   /** The 1-node full-speed scenario per `pipeline.maxInFlight` value (--max-in-flight). */
   maxInFlight?: { value: number; result: HeraldResult }[];
   recovery?: RecoveryResult;
@@ -89,8 +91,15 @@ async function main(): Promise<void> {
     r.heraldHalf = await heraldEndToEnd({ nodes: 1, channel: "nats", count: Math.round(rate * duration), inflight, rate });
   }
   if (baseline) {
-    log(`Herald ${baseline.label}, 1 node, nats channel, full speed: ${count} messages…`);
-    r.baseline = { label: baseline.label, result: await heraldEndToEnd({ nodes: 1, channel: "nats", count, inflight, cli: baseline.cli }) };
+    // Alternating which goes first, so neither build always gets the warmer (or busier) machine.
+    const rounds = Number(values.rounds);
+    r.baseline = { label: baseline.label, rounds: [] };
+    for (let i = 0; i < rounds; i++) {
+      const run = (cli?: string) => heraldEndToEnd({ nodes: 1, channel: "nats", count, inflight, ...(cli ? { cli } : {}) });
+      log(`round ${i + 1}/${rounds}: this build and ${baseline.label}, 1 node, nats channel, full speed: ${count} messages each…`);
+      const [first, second] = i % 2 === 0 ? [await run(), await run(baseline.cli)] : [await run(baseline.cli), await run()];
+      r.baseline.rounds.push(i % 2 === 0 ? { thisBuild: first, baseline: second } : { thisBuild: second, baseline: first });
+    }
   }
   for (const value of sweep) {
     log(`Herald, 1 node, nats channel, full speed, pipeline.maxInFlight ${value}: ${count} messages…`);
@@ -147,8 +156,12 @@ function render(r: Results): string {
   row("raw JetStream publish + consume/ack", r.raw);
   row("Herald 1 node, nats, full speed", r.herald, rss(r.herald));
   if (r.baseline) {
-    const vsThis = ratio(r.herald?.msgsPerSec, r.baseline.result.msgsPerSec);
-    row(`Herald ${r.baseline.label}, 1 node, nats, full speed`, r.baseline.result, `this build ÷ baseline ${vsThis}; ${rss(r.baseline.result)}`);
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const ours = med(r.baseline.rounds.map((x) => x.thisBuild.msgsPerSec));
+    const theirs = med(r.baseline.rounds.map((x) => x.baseline.msgsPerSec));
+    const each = r.baseline.rounds.map((x) => ratio(x.thisBuild.msgsPerSec, x.baseline.msgsPerSec)).join(", ");
+    rows.push([`Herald 1 node, nats: this build, median of ${r.baseline.rounds.length}`, n(ours), "", "", "", ratio(ours, r.raw?.msgsPerSec), ratio(ours, bull?.msgsPerSec), `rounds alternate which build goes first`]);
+    rows.push([`Herald 1 node, nats: ${r.baseline.label}, median of ${r.baseline.rounds.length}`, n(theirs), "", "", "", ratio(theirs, r.raw?.msgsPerSec), ratio(theirs, bull?.msgsPerSec), `this build ÷ baseline ${ratio(ours, theirs)} (per round ${each})`]);
   }
   // A fixed offered load: its latency is the point; its rate is what was offered.
   row("Herald 1 node, nats, half load", r.heraldHalf, "latency at half of full speed", false);
