@@ -168,7 +168,7 @@ describe("collector runners with fencing", () => {
       },
       ".",
     );
-    await ensurePipeline(nc, config);
+    await ensurePipeline(nc, config, createLogger("test"));
   });
 
   const runner = (source: Source, epoch: number) =>

@@ -10,7 +10,7 @@
  * error to the collectors bucket (`status.<name>`), which `herald status` reads.
  */
 import { jetstream } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
+import { ensureBucket } from "../../runtime/nats/storage.js";
 import { Actor, type ActorContext, type ActorCounters, type ActorFactory } from "../../runtime/actor/index.js";
 import type { CollectorConfig } from "../../runtime/config/schema.js";
 import type { Logger } from "../../runtime/log.js";
@@ -41,7 +41,7 @@ class CollectorActor extends Actor {
       log.error("collector actor started without a master epoch: not collecting");
       return;
     }
-    const kv = await new Kvm(nc).create(collectorsBucket(config.subjectPrefix), { history: BUCKET_HISTORY });
+    const kv = await ensureBucket({ nc, replicas: config.nats.replicas, log }, collectorsBucket(config.subjectPrefix), { history: BUCKET_HISTORY });
     const io = new QueueIO(jetstream(nc), {
       prefix: config.subjectPrefix,
       maxPayload: nc.info?.max_payload ?? 1_048_576,

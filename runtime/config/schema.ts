@@ -35,6 +35,12 @@ const nats = z
       .min(1)
       .optional()
       .describe("NATS URLs every node and command connects to. Required when embedded is false; default: the embedded server."),
+    replicas: z
+      .union([z.literal(1), z.literal(3), z.literal(5)], { error: (issue) => mustBe("1, 3 or 5", issue.input) })
+      .default(1)
+      .describe(
+        "Copies JetStream keeps of every stream and bucket Herald creates (on a NATS cluster of at least that many servers). 1 on a single server; 3 or 5 survive the loss of 1 or 2 servers.",
+      ),
   })
   .superRefine((n, ctx) => {
     if (n.embedded === false && n.servers === undefined) {

@@ -16,9 +16,11 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
+import type { Logger } from "../log.js";
+import { checkStreamReplicas, ensureBucket, type Storage } from "../nats/storage.js";
 import { LEGACY_CONSUMERS, pipelineNames, RULES_DEFAULT_KEY, rulesKey } from "./streams.js";
 
 /** Poison marks outlive any redelivery cycle by far; older ones are stale (a recreated stream). */
@@ -26,15 +28,16 @@ const POISON_MARK_MAX_AGE_MS = 86_400_000;
 /** Every sub-queue actor of a topic holds up to maxHeld + maxInFlight un-acked; 64 actors is the config cap. */
 const MAX_ACTORS = 64;
 
-export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig): Promise<void> {
+export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, log: Logger): Promise<void> {
   const n = pipelineNames(config.subjectPrefix);
   const jsm = await jetstreamManager(nc);
+  const storage: Storage = { nc, replicas: config.nats.replicas, log };
   const p = config.pipeline;
   // Every stream keeps its messages on disk, refuses new ones when full (the publisher sees it)
   // rather than dropping old ones, and has no message-size limit of its own: whatever the server
   // accepts is captured, so oversize input becomes a dead letter with its reason instead of vanishing.
   const stream = (name: string, subject: string, retention: RetentionPolicy, extra: Partial<StreamConfig> = {}) =>
-    ensureStream(jsm, {
+    ensureStream(jsm, storage, {
       name,
       subjects: [subject],
       retention,
@@ -42,6 +45,7 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig): 
       discard: DiscardPolicy.New,
       duplicate_window: nanos(p.duplicateWindowMs),
       max_msg_size: -1,
+      num_replicas: storage.replicas,
       ...extra,
     });
   await stream(n.queueStream, n.queueSubjects, RetentionPolicy.Workqueue);
@@ -70,12 +74,11 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig): 
     await ensureConsumer(jsm, n.queueStream, { ...consumer, durable_name: n.queueConsumer(topic), filter_subject: n.in(topic) });
     await ensureConsumer(jsm, n.exceptionStream, { ...consumer, durable_name: n.exceptionConsumer(topic), filter_subject: n.exc(topic) });
   }
-  const kvm = new Kvm(nc);
-  await kvm.create(n.poisonBucket, { history: 1, ttl: POISON_MARK_MAX_AGE_MS });
-  await seedRules(kvm, config);
+  await ensureBucket(storage, n.poisonBucket, { history: 1, ttl: POISON_MARK_MAX_AGE_MS });
+  await seedRules(await ensureBucket(storage, n.rulesBucket, { history: 5 }), config);
 }
 
-async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function ensureStream(jsm: JetStreamManager, storage: Storage, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
   const info = await jsm.streams.info(cfg.name).catch(orNotFound(JetStreamApiCodes.StreamNotFound));
   if (info === undefined) {
     const made = await jsm.streams.add(cfg).catch((err) => err as Error);
@@ -85,6 +88,7 @@ async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & 
     return;
   }
   const c = info.config;
+  checkStreamReplicas(storage, c);
   const changed = (["duplicate_window", "max_msg_size", "max_age", "max_bytes", "subjects"] as const).some(
     (k) => cfg[k] !== undefined && JSON.stringify(c[k]) !== JSON.stringify(cfg[k]),
   );
@@ -120,8 +124,7 @@ function orNotFound(code: number) {
 }
 
 /** The config's rules seed the bucket once; after that `herald rules set` owns them. */
-async function seedRules(kvm: Kvm, config: HeraldConfig): Promise<void> {
-  const kv = await kvm.create(pipelineNames(config.subjectPrefix).rulesBucket, { history: 5 });
+async function seedRules(kv: KV, config: HeraldConfig): Promise<void> {
   const seed = async (key: string, value: unknown) => {
     try {
       await kv.create(key, JSON.stringify(value));

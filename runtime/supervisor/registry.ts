@@ -4,8 +4,7 @@
  * (`nats kv get herald_registry node.n1`).
  */
 import type { KV, KvEntry } from "@nats-io/kv";
-import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { ensureBucket, type Storage } from "../nats/storage.js";
 import { networkInterfaces } from "node:os";
 import type { ActorSummary } from "./actor-host.js";
 
@@ -32,8 +31,8 @@ export interface RegistryRecord {
 }
 
 /** Opens (creating if needed) the registry bucket. History 1: only the latest record matters. */
-export async function openRegistry(nc: NatsConnection, bucket: string): Promise<KV> {
-  return new Kvm(nc).create(bucket, { history: 1 });
+export async function openRegistry(storage: Storage, bucket: string): Promise<KV> {
+  return ensureBucket(storage, bucket, { history: 1 });
 }
 
 export function parseRecord(entry: KvEntry): RegistryRecord | undefined {

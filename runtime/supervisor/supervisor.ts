@@ -102,7 +102,8 @@ export class Supervisor {
     const nc = this.nc;
     const room = payloadRoomProblem(config.limits.maxPayloadBytes, nc.info?.max_payload ?? Number.MAX_SAFE_INTEGER);
     if (room !== undefined) throw new HeraldError("CONFIG", room);
-    const kv = await this.setUp("the node registry", () => openRegistry(nc, this.names.registryBucket));
+    const storage = { nc, replicas: config.nats.replicas, log: this.log };
+    const kv = await this.setUp("the node registry", () => openRegistry(storage, this.names.registryBucket));
     if (kv === undefined) return;
     this.kv = kv;
     // The lease gets a handle of its own on the same bucket, whose requests time out well inside
@@ -141,7 +142,7 @@ export class Supervisor {
     this.serveStatus();
     this.serveControl();
     await this.beat();
-    await this.setUp("the message queue", () => ensurePipeline(nc, config));
+    await this.setUp("the message queue", () => ensurePipeline(nc, config, this.log));
     if (this.stopping) return;
     for (const kind of ["ingest", "subqueue", "processor", "pusher"] as const) {
       for (let i = 0; i < this.node.actors[kind]; i++) this.hosts.push(this.host(kind, i));

@@ -16,7 +16,8 @@ import { collectReports, gatherStatus } from "../cli/commands/status.js";
 import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
 import { freePort } from "../nats/server.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
-import { startTempNats } from "./temp-nats.js";
+import { startTempNatsCluster } from "./temp-nats-cluster.js";
+import { startTempNats, type TempNats } from "./temp-nats.js";
 import { waitFor } from "./wait.js";
 
 /** The repo root (works from source under vitest and from dist/). */
@@ -90,6 +91,11 @@ export interface LocalClusterOptions {
    * run another build side by side with this one. @defaultValue this build's {@link CLI}
    */
   cli?: string;
+  /**
+   * Run the nodes against a JetStream cluster of this many nats-servers (on loopback) instead of
+   * one server, with `nats.replicas` set to `replicas`. @defaultValue one server, 1 replica
+   */
+  natsCluster?: { size: number; replicas: 1 | 3 | 5 };
 }
 
 export class LocalCluster {
@@ -109,13 +115,13 @@ export class LocalCluster {
   ) {}
 
   static async start(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
-    const nats = await startTempNats(opts.natsConfig === undefined ? {} : { config: opts.natsConfig });
+    const nats = opts.natsCluster ? await clusterAsTempNats(opts.natsCluster.size, opts.natsConfig) : await startTempNats(opts.natsConfig === undefined ? {} : { config: opts.natsConfig });
     const dir = await mkdtemp(join(tmpdir(), "herald-cluster-"));
     const n = opts.nodes ?? 4;
     const actors = { ingest: 0, collector: 1, subqueue: 0, processor: 1, pusher: 0, ...opts.actors };
     const config = {
       cluster: "test",
-      nats: { servers: [nats.url] },
+      nats: { servers: nats.url.split(","), ...(opts.natsCluster ? { replicas: opts.natsCluster.replicas } : {}) },
       heartbeat: { intervalMs: opts.intervalMs ?? 200, timeoutMs: opts.timeoutMs ?? 1000 },
       master: { preset: "n1" },
       supervisor: { pingIntervalMs: 500, pingTimeoutMs: 2000, drainTimeoutMs: 3000 },
@@ -132,7 +138,7 @@ export class LocalCluster {
     };
     const configFile = join(dir, "cluster.config.json");
     await writeFile(configFile, JSON.stringify(config, null, 2));
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect({ servers: nats.url.split(",") });
     const cluster = new LocalCluster(dir, configFile, config, nats, nc, opts.runtime ?? "node");
     let seq = 0;
     nc.subscribe("herald.events", {
@@ -249,6 +255,12 @@ export class LocalCluster {
     await this.nats.stop();
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A nats-server cluster seen through the one-server handle: `url` lists every server, `server` is the first. */
+async function clusterAsTempNats(size: number, config: string | undefined): Promise<TempNats> {
+  const cluster = await startTempNatsCluster({ size, ...(config === undefined ? {} : { config }) });
+  return { url: cluster.urls.join(","), port: cluster.servers[0]!.port, storeDir: "", server: cluster.servers[0]!, stop: cluster.stop };
 }
 
 export function runCli(

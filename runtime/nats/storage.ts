@@ -1,0 +1,51 @@
+/**
+ * Creating Herald's JetStream storage — every stream and KV bucket — with the replica count the
+ * config asks for (`nats.replicas`). An object that already exists with another replica count is
+ * kept as it is and reported (a log line at start, and `herald doctor`), never silently used as if
+ * it matched: scaling a live stream is an operator's decision (`nats stream edit NAME --replicas N`).
+ */
+import { JetStreamApiError, type StreamConfig } from "@nats-io/jetstream";
+import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "../log.js";
+
+/** JetStream's "stream name already in use with a different configuration". */
+const STREAM_NAME_EXIST = 10058;
+
+export interface Storage {
+  nc: NatsConnection;
+  /** `nats.replicas`. */
+  replicas: number;
+  log: Logger;
+}
+
+/** The line reporting `what` kept at `actual` replicas where the config asks for `wanted`. */
+export function replicaMismatch(what: string, actual: number, wanted: number): string {
+  return (
+    `${what} has ${actual} replica${actual === 1 ? "" : "s"} but nats.replicas is ${wanted}: it is kept as it is; ` +
+    `scale it with \`nats stream edit ${what.replace(/^(stream|bucket) /, "")} --replicas ${wanted}\` or set nats.replicas to ${actual}`
+  );
+}
+
+/**
+ * Opens the KV bucket `name`, creating it with `opts` and the configured replicas when missing.
+ * One that exists with other settings is opened as it is; a replica mismatch is logged.
+ */
+export async function ensureBucket(s: Storage, name: string, opts: Partial<KvOptions>): Promise<KV> {
+  const kvm = new Kvm(s.nc);
+  try {
+    return await kvm.create(name, { ...opts, replicas: s.replicas });
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError && err.code === STREAM_NAME_EXIST)) throw err;
+  }
+  const kv = await kvm.open(name);
+  const status = await kv.status();
+  if (status.replicas !== s.replicas) s.log.warn(replicaMismatch(`bucket KV_${name}`, status.replicas, s.replicas));
+  return kv;
+}
+
+/** Logs a mismatch between an existing stream's replicas and the configured ones. */
+export function checkStreamReplicas(s: Storage, config: Pick<StreamConfig, "name" | "num_replicas">): void {
+  const actual = config.num_replicas || 1;
+  if (actual !== s.replicas) s.log.warn(replicaMismatch(`stream ${config.name}`, actual, s.replicas));
+}
