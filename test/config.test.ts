@@ -64,6 +64,7 @@ describe("the shipped cluster.config.json", () => {
       port: 4333,
       storeDir: path.join(root, ".herald", "nats"),
       servers: ["nats://127.0.0.1:4333"],
+      replicas: 1,
     });
     expect(config.heartbeat).toEqual({ intervalMs: 500, timeoutMs: 2000 });
     expect(config.master.preset).toBe("n1");
@@ -91,6 +92,7 @@ describe("defaults", () => {
         port: 4333,
         storeDir: path.join(tmp, ".herald", "nats"),
         servers: ["nats://127.0.0.1:4222"],
+        replicas: 1,
       },
       heartbeat: { intervalMs: 500, timeoutMs: 2000 },
       master: { preset: "a" },
@@ -224,6 +226,7 @@ describe("errors name the path and the reason", () => {
     const err = rejects({ cluster: "c", nodes: [{ name: "a" }] });
     expectIssue(err, "nats.servers", "required when nats.embedded is false");
     expectIssue(rejects({ ...minimal(), nats: { servers: ["http://x:1"] } }), "nats.servers[0]", "nats://HOST:PORT");
+    expectIssue(rejects({ ...minimal(), nats: { ...minimal().nats, replicas: 2 } }), "nats.replicas", "1, 3 or 5");
   });
 
   test("empty nodes and bad names", () => {
