@@ -18,6 +18,11 @@ export interface Names {
   events: string;
   /** KV bucket holding each node's heartbeat record and the master lease. */
   registryBucket: string;
+  /**
+   * Inbox prefix of every node connection (`_INBOX_herald`): replies to nodes land where only
+   * nodes may subscribe, apart from the `_INBOX.>` publishers and operators use.
+   */
+  nodeInbox: string;
 }
 
 export function names(prefix = "herald"): Names {
@@ -30,6 +35,7 @@ export function names(prefix = "herald"): Names {
     ctl: (node) => `${prefix}.ctl.${node}`,
     events: `${prefix}.events`,
     registryBucket: `${prefix}_registry`,
+    nodeInbox: `_INBOX_${prefix}`,
   };
 }
 

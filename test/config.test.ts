@@ -229,6 +229,25 @@ describe("errors name the path and the reason", () => {
     expectIssue(rejects({ ...minimal(), nats: { ...minimal().nats, replicas: 2 } }), "nats.replicas", "1, 3 or 5");
   });
 
+  test("nats.auth and credentials: one way to log in, URL credentials refused, secrets never repeated", () => {
+    const secret = "Url-Pa55word-not-to-show";
+    const inUrl = rejects({ ...minimal(), nats: { servers: [`nats://herald:${secret}@127.0.0.1:4222`] } });
+    expectIssue(inUrl, "nats.servers[0]", "put them in nats.auth");
+    expect(inUrl.message).not.toContain(secret);
+    const two = rejects({ ...minimal(), nats: { ...minimal().nats, auth: { token: secret, credsFile: "x.creds" } } });
+    expectIssue(two, "nats.auth", "exactly one way to log in");
+    expect(two.message).not.toContain(secret);
+    expectIssue(rejects({ ...minimal(), nats: { ...minimal().nats, auth: { user: "herald" } } }), "nats.auth.pass", "user and pass go together");
+    const badPass = rejects({ ...minimal(), nats: { ...minimal().nats, auth: { user: "herald", pass: 42 } } });
+    expectIssue(badPass, "nats.auth.pass", '{ "env": "VARIABLE" }');
+    expect(badPass.message).not.toContain("42");
+    expectIssue(rejects({ ...minimal(), nats: { ...minimal().nats, tls: { certFile: "c.pem" } } }), "nats.tls.keyFile", "go together");
+    expectIssue(rejects({ ...minimal(), nats: { ...minimal().nats, embeddedUsers: [{ user: "p", pass: "x", role: "publisher" }] } }), "nats.embeddedUsers", "only for the embedded server");
+    const ok = parseConfig({ ...minimal(), nats: { ...minimal().nats, auth: { user: "herald", pass: { env: "P" } }, tls: { caFile: "ca.pem" } } }, "/etc/herald");
+    expect(ok.nats.auth).toMatchObject({ user: "herald", pass: { env: "P" } });
+    expect(ok.nats.tls?.caFile).toBe("/etc/herald/ca.pem");
+  });
+
   test("empty nodes and bad names", () => {
     expectIssue(rejects({ ...minimal(), nodes: [] }), "nodes", "must not be empty");
     expectIssue(rejects({ ...minimal(), nodes: [{ name: "a b" }] }), "nodes[0].name", 'letters, digits, "_" or "-"');

@@ -28,7 +28,7 @@ class ProcessorActor extends Actor {
 
   override async start(): Promise<void> {
     const { nc, config, log } = this.ctx;
-    this.rpc = new Rpc(nc);
+    this.rpc = new Rpc(nc, this.ctx.names.nodeInbox);
     this.renderer = new Renderer(config.topics);
     for (const e of this.renderer.templateErrors()) {
       log.error("template does not parse; its messages will become dead letters", { topic: e.topic, field: e.field, error: e.error });

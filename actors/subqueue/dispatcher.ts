@@ -22,6 +22,7 @@ import { decideSettlement, type Settlement } from "../../runtime/pipeline/settle
 import { originalOf } from "../../runtime/pipeline/stored.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
 import type { Envelope, Outcome } from "../../runtime/pipeline/types.js";
+import { names } from "../../runtime/subjects.js";
 import type { Held } from "./lane.js";
 
 /** What became of a dispatch, for the caller's counters. */
@@ -44,7 +45,7 @@ export class Dispatcher {
     /** False once the actor drains: waits end, and what is unsettled goes back to the stream. */
     private readonly running: () => boolean,
   ) {
-    this.rpc = new Rpc(nc);
+    this.rpc = new Rpc(nc, names(config.subjectPrefix).nodeInbox);
   }
 
   close(): void {

@@ -6,7 +6,7 @@ import * as Comlink from "comlink";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parseConfig } from "../config/index.js";
 import { createLogger } from "../log.js";
-import { connectNats } from "../nats/connect.js";
+import { configAccess, connectNats } from "../nats/connect.js";
 import { parentEndpoint } from "../platform/index.js";
 import { names } from "../subjects.js";
 import type { Actor } from "./actor.js";
@@ -21,7 +21,12 @@ const control: ActorControl = {
     const log = createLogger(`${init.node}/${init.id}`);
     // The supervisor already validated the config; parsing again gives this thread typed values.
     const config = parseConfig(init.config, ".");
-    nc = await connectNats({ servers: init.servers, name: `herald:${init.node}:${init.id}` });
+    nc = await connectNats({
+      ...configAccess(config.nats),
+      servers: init.servers,
+      name: `herald:${init.node}:${init.id}`,
+      inboxPrefix: names(init.subjectPrefix).nodeInbox,
+    });
     const createActor = await loadActorFactory(init.kind);
     actor = createActor({ init, config, nc, names: names(init.subjectPrefix), log });
     await actor.start();

@@ -44,7 +44,17 @@ function validate(input: unknown, baseDir: string, file: { shown: string; absolu
   const result = configSchema.safeParse(input, { error: humanMessage });
   if (!result.success) throw ConfigError.fromIssues(toIssues(result.error.issues), file);
   const config = result.data;
-  return { ...config, nats: { ...config.nats, storeDir: path.resolve(baseDir, config.nats.storeDir) } };
+  const at = (file: string | undefined) => (file === undefined ? undefined : path.resolve(baseDir, file));
+  const { auth, tls } = config.nats;
+  return {
+    ...config,
+    nats: {
+      ...config.nats,
+      storeDir: path.resolve(baseDir, config.nats.storeDir),
+      ...(auth === undefined ? {} : { auth: { ...auth, credsFile: at(auth.credsFile), nkeySeedFile: at(auth.nkeySeedFile) } }),
+      ...(tls === undefined ? {} : { tls: { caFile: at(tls.caFile), certFile: at(tls.certFile), keyFile: at(tls.keyFile) } }),
+    },
+  };
 }
 
 async function readText(shown: string, absolute: string): Promise<string> {

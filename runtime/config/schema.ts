@@ -9,46 +9,12 @@ import { rulesSchema } from "../rules/schema.js";
 import { checkCollectorTopics, collectors } from "./collectors.js";
 import { integer, mustBe } from "./errors.js";
 import { always, HEADER_NAME, name, port } from "./fields.js";
+import { nats } from "./nats.js";
 
 /** The actor kinds a node runs, in pipeline order. */
 export const ACTOR_KINDS = ["ingest", "collector", "subqueue", "processor", "pusher"] as const;
 export type ActorKind = (typeof ACTOR_KINDS)[number];
 
-
-/** `nats://host:port`, `tls://host:port` or bare `host:port`, as nats.js accepts them. */
-const serverUrl = z
-  .string()
-  .refine(isServerUrl, { error: (issue) => mustBe("nats://HOST:PORT, tls://HOST:PORT or HOST:PORT", issue.input) });
-
-const nats = z
-  .strictObject({
-    embedded: z.boolean().default(false).describe("Start a nats-server with the cluster (`herald start`); false: use `servers`."),
-    host: z.string().min(1).default("127.0.0.1").describe("Listen host of the embedded nats-server."),
-    port: port.default(4333).describe("Client port of the embedded nats-server."),
-    storeDir: z
-      .string()
-      .min(1)
-      .default(".herald/nats")
-      .describe("JetStream store directory of the embedded nats-server; relative to the config file."),
-    servers: z
-      .array(serverUrl)
-      .min(1)
-      .optional()
-      .describe("NATS URLs every node and command connects to. Required when embedded is false; default: the embedded server."),
-    replicas: z
-      .union([z.literal(1), z.literal(3), z.literal(5)], { error: (issue) => mustBe("1, 3 or 5", issue.input) })
-      .default(1)
-      .describe(
-        "Copies JetStream keeps of every stream and bucket Herald creates (on a NATS cluster of at least that many servers). 1 on a single server; 3 or 5 survive the loss of 1 or 2 servers.",
-      ),
-  })
-  .superRefine((n, ctx) => {
-    if (n.embedded === false && n.servers === undefined) {
-      ctx.addIssue({ code: "custom", path: ["servers"], message: "required when nats.embedded is false" });
-    }
-  }, always)
-  .prefault({})
-  .describe("Where the NATS server is, or how to start the embedded one.");
 
 const heartbeat = z
   .strictObject({
@@ -368,15 +334,6 @@ function isInt(value: unknown): value is number {
   return Number.isInteger(value);
 }
 
-function isServerUrl(text: string): boolean {
-  if (!text.includes("://")) return /^[A-Za-z0-9.-]+:\d{1,5}$/.test(text) || /^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/.test(text);
-  try {
-    const url = new URL(text);
-    return (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
-  } catch {
-    return false;
-  }
-}
 
 /**
  * What is wrong with a webhook secret, or undefined. The key is the base64-decoded part after

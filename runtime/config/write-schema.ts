@@ -3,11 +3,11 @@
  * from the zod schema, so the two cannot drift: `npm run schema`. A test checks the committed file
  * equals {@link configJsonSchema}.
  */
-import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as z from "zod";
+import { repoRoot } from "../platform/repo.js";
 import { configSchema } from "./schema.js";
 
 /** File name of the generated schema, at the repo root. */
@@ -23,19 +23,8 @@ export function configJsonSchemaText(): string {
   return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
 }
 
-/** The nearest directory at or above this module holding package.json (works from dist/ and from source). */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json"))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error("cannot find the repo root (no package.json above this script)");
-    dir = parent;
-  }
-  return dir;
-}
-
 async function main(): Promise<void> {
-  const target = path.resolve(process.argv[2] ?? path.join(repoRoot(), CONFIG_SCHEMA_FILE));
+  const target = path.resolve(process.argv[2] ?? path.join(repoRoot(import.meta.url), CONFIG_SCHEMA_FILE));
   await writeFile(target, configJsonSchemaText());
   console.log(`wrote ${target}`);
 }

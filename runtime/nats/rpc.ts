@@ -30,13 +30,18 @@ interface Pending {
 const SWEEP_MS = 100;
 
 export class Rpc {
-  private readonly inbox = createInbox();
+  private readonly inbox: string;
   private readonly pending = new Map<string, Pending>();
   private readonly sub: Subscription;
   private readonly sweep: ReturnType<typeof setInterval>;
   private seq = 0;
 
-  constructor(private readonly nc: NatsConnection) {
+  /** @param inboxPrefix the connection's inbox prefix (a node's private one, see subjects.ts). */
+  constructor(
+    private readonly nc: NatsConnection,
+    inboxPrefix?: string,
+  ) {
+    this.inbox = createInbox(inboxPrefix);
     this.sub = nc.subscribe(`${this.inbox}.*`, {
       callback: (_err, m) => {
         const token = m.subject.slice(this.inbox.length + 1);

@@ -5,6 +5,7 @@
 import type { LoadedConfig } from "../config/index.js";
 import { errorText } from "../errors.js";
 import { createLogger } from "../log.js";
+import { configAccess, describeAccess } from "../nats/connect.js";
 import { Supervisor } from "../supervisor/supervisor.js";
 
 export async function runNode(loaded: LoadedConfig, nodeName: string): Promise<number> {
@@ -28,7 +29,7 @@ export async function runNode(loaded: LoadedConfig, nodeName: string): Promise<n
     setTimeout(() => process.exit(1), config.supervisor.drainTimeoutMs + 2000).unref();
     void supervisor.stop("uncaught error").finally(() => process.exit(1));
   });
-  log.info("starting", { cluster: config.cluster, nats: config.nats.servers.join(",") });
+  log.info("starting", { cluster: config.cluster, nats: describeAccess(configAccess(config.nats)) });
   // A signal may come while the node is still starting (say, waiting for NATS): stopping then
   // must not wait for a start that may never finish.
   try {

@@ -11,7 +11,7 @@ import type { ActorKind, HeraldConfig, NodeConfig } from "../config/index.js";
 import { systemClock } from "../clock.js";
 import { errorText, HeraldError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { connectNats } from "../nats/connect.js";
+import { configAccess, connectNats } from "../nats/connect.js";
 import { bindBucket } from "../nats/buckets.js";
 import { watchKv, type WatchHandle } from "../nats/kv-watch.js";
 import { monotonicNow } from "../platform/index.js";
@@ -94,7 +94,7 @@ export class Supervisor {
 
   async start(): Promise<void> {
     const { config } = this;
-    this.nc = await connectNats({ servers: config.nats.servers, name: `herald:${this.node.name}:supervisor` });
+    this.nc = await connectNats({ ...configAccess(config.nats), name: `herald:${this.node.name}:supervisor`, inboxPrefix: this.names.nodeInbox });
     if (this.stopping) {
       await this.nc.close();
       return;

@@ -7,36 +7,26 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { join, resolve } from "node:path";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
 import { connect } from "@nats-io/transport-node";
 import { decode } from "../codec/index.js";
 import { collectReports, gatherStatus } from "../cli/commands/status.js";
 import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
 import { freePort } from "../nats/server.js";
+import { repoRoot } from "../platform/repo.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 import { startTempNatsCluster } from "./temp-nats-cluster.js";
 import { startTempNats, type TempNats } from "./temp-nats.js";
 import { waitFor } from "./wait.js";
 
-/** The repo root (works from source under vitest and from dist/). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error("cannot find the repo root above local-cluster");
-    dir = parent;
-  }
-  return dir;
-}
 
 /** The compiled CLI (`npm run build` first). */
-export const CLI = resolve(repoRoot(), "dist/runtime/cli/main.js");
+export const CLI = resolve(repoRoot(import.meta.url), "dist/runtime/cli/main.js");
 /** Debian's faketime, for nodes with a skewed wall clock. */
 export const FAKETIME = "/usr/bin/faketime";
 /** The Deno binary of the `deno` dev dependency. */
-export const DENO = resolve(repoRoot(), "node_modules/.bin/deno");
+export const DENO = resolve(repoRoot(import.meta.url), "node_modules/.bin/deno");
 
 export interface NodeProc {
   name: string;
@@ -96,6 +86,10 @@ export interface LocalClusterOptions {
    * one server, with `nats.replicas` set to `replicas`. @defaultValue one server, 1 replica
    */
   natsCluster?: { size: number; replicas: 1 | 3 | 5 };
+  /** Options of the harness's own connection (credentials, TLS) for servers that require them. */
+  harness?: Partial<ConnectionOptions>;
+  /** Environment added to every node process (secrets the config reads with `{ "env": … }`). */
+  nodeEnv?: Record<string, string>;
 }
 
 export class LocalCluster {
@@ -105,6 +99,7 @@ export class LocalCluster {
   private readonly nodeConfigFiles = new Map<string, string>();
   private skew: Record<string, string> = {};
   private cliPath = CLI;
+  private nodeEnv: Record<string, string> = {};
   private constructor(
     readonly dir: string,
     readonly configFile: string,
@@ -138,7 +133,7 @@ export class LocalCluster {
     };
     const configFile = join(dir, "cluster.config.json");
     await writeFile(configFile, JSON.stringify(config, null, 2));
-    const nc = await connect({ servers: nats.url.split(",") });
+    const nc = await connect({ servers: nats.url.split(","), ...opts.harness });
     const cluster = new LocalCluster(dir, configFile, config, nats, nc, opts.runtime ?? "node");
     let seq = 0;
     nc.subscribe("herald.events", {
@@ -151,6 +146,7 @@ export class LocalCluster {
     await nc.flush();
     cluster.skew = opts.skew ?? {};
     cluster.cliPath = opts.cli ?? CLI;
+    cluster.nodeEnv = opts.nodeEnv ?? {};
     if (Object.keys(cluster.skew).length > 0 && !existsSync(FAKETIME)) {
       throw new Error(`clock-skewed nodes need ${FAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
     }
@@ -183,6 +179,7 @@ export class LocalCluster {
       env: {
         ...process.env,
         HERALD_LOG: process.env.HERALD_LOG ?? "info",
+        ...this.nodeEnv,
         ...(skew === undefined ? {} : { FAKETIME_DONT_FAKE_MONOTONIC: "1" }),
       },
     });

@@ -12,7 +12,7 @@ import type { HeraldConfig } from "../../config/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { decodeBudgets, envelopeProblem, type DataLimits } from "../../pipeline/envelope.js";
 import { HEADER_ENVELOPE, HEADER_ID, pipelineNames, type DeadLetter, type PipelineNames } from "../../pipeline/streams.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 
 export interface DlqFlags extends CommonFlags {
   topic?: string;
@@ -55,7 +55,7 @@ export async function dlqCommand(action: string | undefined, ids: string[], flag
   const { config } = loaded;
   const n = pipelineNames(config.subjectPrefix);
   const scope = letterScope(config, n, flags.topic);
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     const jsm = await jetstreamManager(nc);
     if (action === "purge") return await purge(jsm, n, scope, config.limits);

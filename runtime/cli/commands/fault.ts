@@ -2,7 +2,7 @@ import { decode, encode } from "../../codec/index.js";
 import { HeraldError } from "../../errors.js";
 import { names } from "../../subjects.js";
 import type { ControlReply, ControlRequest } from "../../supervisor/supervisor.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 
 export interface FaultFlags extends CommonFlags {
   node?: string;
@@ -22,7 +22,7 @@ export async function faultCommand(action: string | undefined, flags: FaultFlags
     throw new HeraldError("USAGE", `herald fault ${action} needs --node NAME and --actor ID (see herald status for actor ids)`);
   }
   const loaded = await loadFromFlags(flags);
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     const req: ControlRequest = { cmd: action, actor: flags.actor };
     let reply: ControlReply;

@@ -6,7 +6,7 @@
 import type { KV } from "@nats-io/kv";
 import { errorText, HeraldError } from "../../errors.js";
 import { PAUSE_ALL_KEY, pauseKey } from "../../pipeline/streams.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { openRulesBucket, requireTopic } from "../rules-bucket.js";
 
 export interface PauseFlags extends CommonFlags {
@@ -26,7 +26,7 @@ export async function pauseCommand(flags: PauseFlags, resume: boolean): Promise<
   requireTopic(loaded, flags.topic);
   const key = flags.topic === undefined ? PAUSE_ALL_KEY : pauseKey(flags.topic);
   const what = flags.topic === undefined ? "all topics" : `topic ${flags.topic}`;
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     const kv = await openRulesBucket(nc, loaded.config.subjectPrefix);
     if (!resume) {

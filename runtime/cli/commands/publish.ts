@@ -6,7 +6,7 @@ import { errors } from "@nats-io/transport-node";
 import { decodeLenient } from "../../codec/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { names } from "../../subjects.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { readJsonObject } from "../input.js";
 
 export interface PublishFlags extends CommonFlags {
@@ -31,7 +31,7 @@ export async function publishCommand(topic: string | undefined, flags: PublishFl
   const loaded = await loadFromFlags(flags);
   const subject = names(loaded.config.subjectPrefix).submit;
   const body = { topic, data, ...(flags.to === undefined ? {} : { to: flags.to }), ...(flags.id === undefined ? {} : { id: flags.id }) };
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     let replyBytes: Uint8Array;
     try {

@@ -9,7 +9,7 @@ import { HeraldError } from "../../errors.js";
 import { PAUSE_ALL_KEY, pauseKey, RULES_DEFAULT_KEY, rulesKey } from "../../pipeline/streams.js";
 import { parseRules, RulesError } from "../../rules/schema.js";
 import type { Rules } from "../../rules/types.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { readJsonObject } from "../input.js";
 import { openRulesBucket, requireTopic } from "../rules-bucket.js";
 
@@ -39,7 +39,7 @@ export async function rulesCommand(action: string | undefined, flags: RulesFlags
   requireTopic(loaded, flags.topic);
   // Read the input before connecting: a typo is reported without touching NATS.
   const patch = action === "set" ? await readPatch(flags) : undefined;
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     const kv = await openRulesBucket(nc, loaded.config.subjectPrefix);
     if (patch) return await setRules(kv, loaded, flags.topic, patch);

@@ -20,7 +20,7 @@ import {
   type NodeReport,
   type StatusWarning,
 } from "../../supervisor/status.js";
-import { connectCli, loadFromFlags, openClusterBucket, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, openClusterBucket, accessFor, type CommonFlags } from "../context.js";
 import { renderStatus } from "../render-status.js";
 
 export interface StatusFlags extends CommonFlags {
@@ -30,7 +30,7 @@ export interface StatusFlags extends CommonFlags {
 /** `herald status`: gathers every supervisor's answer, the registry and the lease. */
 export async function statusCommand(flags: StatusFlags): Promise<number> {
   const loaded = await loadFromFlags(flags);
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     const status = await gatherStatus(nc, loaded.config);
     process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));

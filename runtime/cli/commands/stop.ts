@@ -3,7 +3,7 @@ import { errorText, HeraldError } from "../../errors.js";
 import { monotonicNow } from "../../platform/index.js";
 import { names, nodeKey } from "../../subjects.js";
 import { parseRecord } from "../../supervisor/registry.js";
-import { connectCli, loadFromFlags, openClusterBucket, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, openClusterBucket, accessFor, type CommonFlags } from "../context.js";
 
 export interface StopFlags extends CommonFlags {
   node?: string;
@@ -20,7 +20,7 @@ export async function stopCommand(flags: StopFlags): Promise<number> {
   if (flags.node && !config.nodes.some((n) => n.name === flags.node)) {
     throw new HeraldError("USAGE", `no node named "${flags.node}" in ${loaded.file} (nodes: ${config.nodes.map((n) => n.name).join(", ")})`);
   }
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   try {
     const kv = await openClusterBucket(nc, names(config.subjectPrefix).registryBucket, "registry");
     const requested: string[] = [];

@@ -1,6 +1,6 @@
 import { HeraldError } from "../../errors.js";
 import { names } from "../../subjects.js";
-import { connectCli, loadFromFlags, serversFor, type CommonFlags } from "../context.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 
 export interface WatchFlags extends CommonFlags {
   count?: string;
@@ -26,7 +26,7 @@ export async function watchCommand(topic: string | undefined, flags: WatchFlags)
     throw new HeraldError("USAGE", `--count must be a whole number ≥ 1, got "${flags.count}"`);
   }
   const subject = t.subject ?? names(loaded.config.subjectPrefix).out(topic);
-  const nc = await connectCli(serversFor(flags, loaded));
+  const nc = await connectCli(accessFor(flags, loaded));
   const sub = nc.subscribe(subject, { max: max === Infinity ? undefined : max });
   process.once("SIGINT", () => sub.unsubscribe());
   // Announce only once the server has the subscription: nothing pushed after this line is missed.
