@@ -3,11 +3,15 @@
  * The `herald` command. Errors a user can fix are one line on stderr and exit code 1; usage
  * errors exit 2; anything else is a bug and shows its stack.
  */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError } from "../config/index.js";
 import { HeraldError } from "../errors.js";
+import { repoRoot } from "../platform/repo.js";
 import { NatsServerMissingError, NatsServerStartError } from "../nats/server.js";
 import { dlqCommand } from "./commands/dlq.js";
+import { doctorCommand } from "./commands/doctor.js";
 import { faultCommand } from "./commands/fault.js";
 import { pauseCommand } from "./commands/pause.js";
 import { publishCommand } from "./commands/publish.js";
@@ -23,6 +27,10 @@ Usage:
   herald start  [-c FILE] [--node NAME]      start every node of the config (and the embedded
                                              nats-server), or with --node that node alone
   herald status [-c FILE] [--json]           cluster status from the supervisors and the registry
+  herald doctor [-c FILE] [--json]           check the deployment: login, server version and
+                                             JetStream, replicas vs cluster size, durability, auth,
+                                             max_payload, storage, streams; ok / warn / fail with
+                                             the fix (exit 1 on any fail)
   herald stop   [-c FILE] [--node NAME]      set isStopServer: the node (or every node) drains and exits
   herald publish TOPIC [--data JSON | --file F] [--to RECIPIENT] [--id ID]
                                              submit a message (data: a JSON object, default {});
@@ -52,6 +60,7 @@ Usage:
                                              (drills are refused unless the config sets
                                              "faultInjection": true)
   herald help                                this text
+  herald --version                           the version
 
 Options:
   -c, --config FILE   cluster config (default ./cluster.config.json)
@@ -61,7 +70,13 @@ Options:
   -h, --help          this text
 
 Environment:
-  NATS_URL            NATS server(s) when --server is not given
+  NATS_URL            NATS server(s) when --server is not given (nats://user:pass@host works)
+  NATS_USER, NATS_PASSWORD
+                      log in as this user (NATS_USER alone: a token); over nats.auth
+  NATS_CREDS, NATS_NKEY
+                      log in with this .creds file or NKey seed file; over nats.auth
+  NATS_CA, NATS_CERT, NATS_KEY
+                      TLS: CA certificate, client certificate and key files; over nats.tls
   HERALD_LOG          log level: debug, info (default), warn, error
 `;
 
@@ -77,6 +92,7 @@ const topic = { topic: { type: "string" } } satisfies ParseArgsConfig["options"]
 const commands: Record<string, { options: ParseArgsConfig["options"]; positionals: number }> = {
   start: { options: { ...common, node: { type: "string" } }, positionals: 0 },
   status: { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
+  doctor: { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
   stop: { options: { ...common, node: { type: "string" } }, positionals: 0 },
   fault: { options: { ...common, node: { type: "string" }, actor: { type: "string" } }, positionals: 1 },
   publish: {
@@ -101,6 +117,10 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   if (!command || isHelp(command)) {
     process.stdout.write(HELP);
+    return 0;
+  }
+  if (command === "--version" || command === "-v" || command === "version") {
+    process.stdout.write(`herald ${await version()}\n`);
     return 0;
   }
   let rest = args;
@@ -141,6 +161,8 @@ async function main(argv: string[]): Promise<number> {
       return startCommand(flags);
     case "status":
       return statusCommand(flags);
+    case "doctor":
+      return doctorCommand(flags);
     case "stop":
       return stopCommand(flags);
     case "fault":
@@ -158,6 +180,11 @@ async function main(argv: string[]): Promise<number> {
       return dlqCommand(action, parsed.positionals, flags);
   }
   return 2;
+}
+
+/** This package's version, from its package.json. */
+async function version(): Promise<string> {
+  return (JSON.parse(await readFile(join(repoRoot(import.meta.url), "package.json"), "utf8")) as { version: string }).version;
 }
 
 function isHelp(arg: string): boolean {
