@@ -28,7 +28,8 @@ describe("TopicLane clocks", () => {
   for (const skewMs of [0, -5000, 5000, -86_400_000]) {
     it(`closes a sub-queue maxAgeMs after its first message, by the monotonic clock (wall clock ${skewMs} ms off)`, () => {
       const clock = fakeClock(skewMs);
-      const view = new RulesView({ primary: "fifo", secondary: "fifo", maxCount: 100, maxAgeMs: 100 }, createLogger("test"), () => {});
+      // A lifo primary: the sub-queue waits to close (a fifo one would stream each message at once).
+      const view = new RulesView({ primary: "lifo", secondary: "fifo", maxCount: 100, maxAgeMs: 100 }, createLogger("test"), () => {});
       const lane = new TopicLane("t", view, clock);
       lane.add(held("m1"));
       clock.advance(60);
@@ -38,7 +39,7 @@ describe("TopicLane clocks", () => {
       clock.advance(39);
       expect(drain(lane)).toEqual([]);
       clock.advance(1);
-      expect(drain(lane)).toEqual(["m1", "m2"]);
+      expect(drain(lane)).toEqual(["m2", "m1"]);
       expect(lane.held).toBe(0);
     });
   }

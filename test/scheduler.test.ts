@@ -131,8 +131,8 @@ describe("worked example (DESIGN.md §4)", () => {
 });
 
 describe("closing by age", () => {
-  it("holds a partial sub-queue until maxAgeMs has passed since its first message", () => {
-    const { s, clock, receive } = setup({ maxCount: 3, maxAgeMs: 100 });
+  it("holds a partial sub-queue until maxAgeMs has passed since its first message (lifo primary: the order is not known before)", () => {
+    const { s, clock, receive } = setup({ primary: "lifo", maxCount: 3, maxAgeMs: 100 });
     receive(m(1), 10);
     receive(m(2), 10);
     expect(s.nextDeadlineMs()).toBe(100);
@@ -140,11 +140,50 @@ describe("closing by age", () => {
       clock.t = t;
       expect(s.next()).toBeUndefined();
     }
-    expect(s.stats()).toEqual({ held: 2, draining: 0, closedSubQueues: 0, open: 2 });
+    expect(s.stats()).toEqual({ held: 2, draining: 0, closedSubQueues: 0, open: 2, streaming: false });
     clock.t = 100;
-    expect(drain(s)).toEqual(m(1, 2));
+    expect(drain(s)).toEqual(m(2, 1));
     expect(s.nextDeadlineMs()).toBeUndefined();
     expect(s.size).toBe(0);
+  });
+
+  it.each(SCHEMES)("fifo primary, secondary %s, nothing ahead: each item goes out on arrival, and the sub-queue still closes by count", (secondary) => {
+    const { s, clock, receive } = setup({ primary: "fifo", secondary, maxCount: 3, maxAgeMs: 100 });
+    const out: string[] = [];
+    for (const item of m(1, 2, 3, 4, 5)) {
+      receive([item], 10);
+      out.push(...drain(s));
+    }
+    expect(out).toEqual(m(1, 2, 3, 4, 5));
+    expect(s.stats()).toMatchObject({ held: 0, streaming: true });
+    // m4 and m5 are the second sub-queue: it has room for one more, until its deadline.
+    expect(s.nextDeadlineMs()).toBeUndefined(); // nothing left to hand out: no timer needed
+    clock.t = 1000;
+    receive(m(6));
+    expect(drain(s)).toEqual(m(6));
+  });
+
+  it("a streaming sub-queue that closes while items wait hands them on in order; closed sub-queues ahead stop streaming", () => {
+    const { s, clock, receive } = setup({ primary: "fifo", secondary: "lifo", maxCount: 3, maxAgeMs: 100 });
+    receive(m(1));
+    expect(s.next()).toBe("m1"); // streaming
+    receive(m(2, 3, 4, 5, 6, 7)); // A=[m1,m2,m3] full: its rest m2,m3 drain; B=[m4,m5,m6]; C=[m7] open
+    expect(s.stats()).toMatchObject({ draining: 2, closedSubQueues: 1, open: 1, streaming: false });
+    // A finishes, lifo picks B (the only closed one), and then C, open with nothing ahead, streams.
+    expect(drain(s)).toEqual(m(2, 3, 4, 5, 6, 7));
+    expect(s.stats()).toMatchObject({ streaming: true, open: 0 });
+    clock.t += 200;
+    receive(m(8));
+    expect(drain(s)).toEqual(m(8));
+  });
+
+  it("random or lifo primaries never stream", () => {
+    for (const primary of ["lifo", "random"] as const) {
+      const { s, receive } = setup({ primary, maxCount: 3, maxAgeMs: 100 });
+      receive(m(1, 2));
+      expect(s.next()).toBeUndefined();
+      expect(s.stats().streaming).toBe(false);
+    }
   });
 
   it("an item received at or after the open sub-queue's deadline starts a new one", () => {
@@ -169,10 +208,10 @@ describe("closing by age", () => {
 
 describe("closing by count", () => {
   it("dispatches a full sub-queue at once, without waiting for its age", () => {
-    const { s, receive } = setup({ maxCount: 3, maxAgeMs: 10_000 });
+    const { s, receive } = setup({ primary: "lifo", maxCount: 3, maxAgeMs: 10_000 });
     receive(m(1, 2, 3, 4));
-    expect(drain(s)).toEqual(m(1, 2, 3));
-    expect(s.stats()).toEqual({ held: 1, draining: 0, closedSubQueues: 0, open: 1 });
+    expect(drain(s)).toEqual(m(3, 2, 1));
+    expect(s.stats()).toEqual({ held: 1, draining: 0, closedSubQueues: 0, open: 1, streaming: false });
   });
 
   it("maxCount only: a partial sub-queue closes after the default 100 ms", () => {
@@ -210,7 +249,7 @@ describe("draining", () => {
       receive(m(4, 5, 6, 7)); // B=[m4,m5,m6] closed, the newest; C=[m7] open
       out.push(s.next()!, s.next()!);
       expect([...out].sort()).toEqual(m(1, 2, 3));
-      expect(s.stats()).toEqual({ held: 4, draining: 0, closedSubQueues: 1, open: 1 });
+      expect(s.stats()).toEqual({ held: 4, draining: 0, closedSubQueues: 1, open: 1, streaming: false });
       clock.t += 100;
       expect(drain(s).slice(0, 1)).toEqual(m(7)); // secondary lifo: C, closed by age, then B
     }
@@ -253,22 +292,22 @@ describe("rule changes", () => {
   });
 
   it("a smaller maxCount closes the open sub-queue at the next decision, as it is", () => {
-    const { s, receive, setRules } = setup({ maxCount: 10, maxAgeMs: 10_000 });
+    const { s, receive, setRules } = setup({ primary: "lifo", maxCount: 10, maxAgeMs: 10_000 });
     receive(m(1, 2, 3, 4));
     expect(s.next()).toBeUndefined();
-    setRules({ maxCount: 3, maxAgeMs: 10_000 });
-    expect(drain(s)).toEqual(m(1, 2, 3, 4));
+    setRules({ primary: "lifo", maxCount: 3, maxAgeMs: 10_000 });
+    expect(drain(s)).toEqual(m(4, 3, 2, 1));
   });
 
   it("a shorter maxAgeMs moves the open sub-queue's deadline", () => {
-    const { s, clock, receive, setRules } = setup({ maxAgeMs: 1000 });
+    const { s, clock, receive, setRules } = setup({ primary: "lifo", maxAgeMs: 1000 });
     receive(m(1, 2));
     clock.t = 200;
     expect(s.nextDeadlineMs()).toBe(1000);
     expect(s.next()).toBeUndefined();
-    setRules({ maxAgeMs: 100 });
+    setRules({ primary: "lifo", maxAgeMs: 100 });
     expect(s.nextDeadlineMs()).toBe(100);
-    expect(drain(s)).toEqual(m(1, 2));
+    expect(drain(s)).toEqual(m(2, 1));
   });
 });
 
@@ -287,12 +326,16 @@ describe("properties over random inputs", () => {
     const added: string[] = [];
     const out: string[] = [];
     let drainStartedAt = 0; // items added before the current drain began
+    let streamed = false; // the current drain began as a streaming open sub-queue
     const take = () => {
-      const before = s.stats().draining;
+      const before = s.stats();
       const item = s.next();
       if (item === undefined) return;
-      if (before === 0) drainStartedAt = added.length;
-      // nothing added after a drain began can come out of that drain
+      if (before.draining === 0 && !before.streaming) streamed = false;
+      if (before.streaming || s.stats().streaming) streamed = true;
+      // A streaming sub-queue takes items as they arrive (and what it has left when it closes
+      // goes on); any other drain is of a closed sub-queue: nothing added after it began is in it.
+      if (before.draining === 0 || streamed) drainStartedAt = added.length;
       expect(added.indexOf(item)).toBeLessThan(drainStartedAt);
       out.push(item);
     };
@@ -332,21 +375,28 @@ describe("properties over random inputs", () => {
       const items = Array.from({ length }, (_, i) => `i${String(i).padStart(3, "0")}`);
       let received = 0;
       const chunks: string[][] = [];
-      while (received < items.length || s.size > s.stats().open) {
+      const order: string[] = [];
+      while (received < items.length || s.size > (s.stats().streaming ? 0 : s.stats().open)) {
         if (received < items.length && rng() < 0.6) receive([items[received++]!]);
-        const before = s.stats().draining;
         const item = s.next();
-        if (item === undefined) continue;
-        if (before === 0) chunks.push([]);
+        if (item !== undefined) order.push(item);
+      }
+      // Runs of one sub-queue (consecutive count-cut chunks) in the order handed out.
+      const chunkOf = (item: string) => Math.floor(items.indexOf(item) / maxCount);
+      for (const item of order) {
+        if (chunks.length === 0 || chunkOf(chunks.at(-1)![0]!) !== chunkOf(item)) chunks.push([]);
         chunks.at(-1)!.push(item);
       }
       for (const chunk of chunks) {
         const sorted = [...chunk].sort();
         const start = items.indexOf(sorted[0]!);
         expect(start % maxCount).toBe(0);
-        expect(sorted).toEqual(items.slice(start, start + maxCount));
+        // Only the last, still open sub-queue may be partial: it streamed (fifo primary).
+        const whole = start + maxCount <= items.length;
+        expect(sorted).toEqual(items.slice(start, start + (whole ? maxCount : sorted.length)));
+        if (!whole) expect(primary).toBe("fifo");
       }
-      expect(chunks.flat().length).toBe(Math.floor(items.length / maxCount) * maxCount);
+      expect(chunks.flat().length).toBeGreaterThanOrEqual(Math.floor(items.length / maxCount) * maxCount);
     }
   });
 

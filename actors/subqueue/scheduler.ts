@@ -30,10 +30,15 @@ export interface SubQueueStats {
   closedSubQueues: number;
   /** Items in the open (still filling) sub-queue. */
   open: number;
+  /** The open sub-queue is being drained as its items arrive. */
+  streaming: boolean;
 }
 
 interface SubQueue<T> {
+  /** Items not yet handed out (all of them, unless the sub-queue streams). */
   items: T[];
+  /** Items it has received in all: what `maxCount` counts. */
+  count: number;
   firstReceivedAtMs: number;
 }
 
@@ -48,6 +53,14 @@ interface SubQueue<T> {
  * - `secondary`: read each time the next sub-queue is chosen.
  * - `primary`: fixed when a sub-queue starts draining, so one sub-queue is drained in one order;
  *   the next sub-queue uses the primary in force when it starts.
+ *
+ * Streaming: a sub-queue need not close before its items go out when their order is already
+ * decided — when nothing is being drained, no closed sub-queue waits (so by any secondary scheme
+ * the open one is next), and the primary is fifo (the order inside is the order of arrival). Then
+ * the open sub-queue starts draining at once and hands out each item as it arrives; it still closes
+ * by count or age as always, after which new items form the next sub-queue. Under fifo/fifo every
+ * message goes out on arrival. A sub-queue with a lifo or random primary, or one with closed
+ * sub-queues ahead of it, waits to close as before, so the worked example holds exactly.
  */
 export class SubQueueScheduler<T> {
   private readonly rules: () => EffectiveRules;
@@ -60,6 +73,8 @@ export class SubQueueScheduler<T> {
   /** The sub-queue being drained, arranged so that `pop()` gives the next item (unless random). */
   private draining: T[] = [];
   private drainingRandom = false;
+  /** The open sub-queue is the one being drained: its items go out as they arrive (fifo). */
+  private streaming = false;
   private held = 0;
 
   constructor(options: SubQueueSchedulerOptions) {
@@ -81,8 +96,9 @@ export class SubQueueScheduler<T> {
     }
     const rules = this.rules();
     this.closeOpenIfDue(rules, receivedAtMs);
-    if (!this.open) this.open = { items: [], firstReceivedAtMs: receivedAtMs };
+    if (!this.open) this.open = { items: [], count: 0, firstReceivedAtMs: receivedAtMs };
     this.open.items.push(item);
+    this.open.count++;
     this.held++;
     this.closeOpenIfDue(rules, receivedAtMs);
   }
@@ -96,13 +112,26 @@ export class SubQueueScheduler<T> {
     if (this.draining.length === 0) {
       const rules = this.rules();
       this.closeOpenIfDue(rules, this.now());
-      const chosen = this.takeClosed(rules.secondary);
-      if (!chosen) return undefined;
-      this.startDraining(chosen.items, rules.primary);
+      if (this.draining.length === 0) {
+        if (!this.streaming) {
+          const chosen = this.takeClosed(rules.secondary);
+          if (chosen) this.startDraining(chosen.items, rules.primary);
+          // Nothing else is ahead of the open sub-queue: with a fifo primary its order is known.
+          else if (this.open && rules.primary === "fifo") this.streaming = true;
+        }
+        if (this.draining.length === 0) return this.streamed();
+      }
     }
     const item = this.drainingRandom ? this.takeRandomItem() : this.draining.pop()!;
     this.held--;
     return item;
+  }
+
+  /** The next item of the streaming open sub-queue, in the order received. */
+  private streamed(): T | undefined {
+    if (!this.streaming || !this.open || this.open.items.length === 0) return undefined;
+    this.held--;
+    return this.open.items.shift();
   }
 
   /**
@@ -110,7 +139,10 @@ export class SubQueueScheduler<T> {
    * timer instead of polling; undefined when no sub-queue is open. May be in the past.
    */
   nextDeadlineMs(): number | undefined {
-    return this.open ? this.open.firstReceivedAtMs + this.rules().maxAgeMs : undefined;
+    // A streaming sub-queue with nothing left to hand out has no reason to wake anyone: it closes
+    // when the next item arrives past its deadline.
+    if (!this.open || (this.streaming && this.open.items.length === 0)) return undefined;
+    return this.open.firstReceivedAtMs + this.rules().maxAgeMs;
   }
 
   /** Visits every held item (draining, closed, open), in no particular order. */
@@ -132,17 +164,23 @@ export class SubQueueScheduler<T> {
       draining: this.draining.length,
       closedSubQueues: this.closed.length,
       open: this.open?.items.length ?? 0,
+      streaming: this.streaming,
     };
   }
 
   private closeOpenIfDue(rules: EffectiveRules, atMs: number): void {
     const open = this.open;
     if (!open) return;
-    const full = rules.maxCount !== undefined && open.items.length >= rules.maxCount;
+    const full = rules.maxCount !== undefined && open.count >= rules.maxCount;
     const expired = atMs >= open.firstReceivedAtMs + rules.maxAgeMs;
-    if (full || expired) {
+    if (!full && !expired) return;
+    this.open = undefined;
+    if (this.streaming) {
+      // It was already draining: what it has left goes on, in the order received.
+      this.streaming = false;
+      this.startDraining(open.items, "fifo");
+    } else {
       this.closed.push(open);
-      this.open = undefined;
     }
   }
 
