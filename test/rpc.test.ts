@@ -1,7 +1,8 @@
 /** The data plane's request/reply client against a real nats-server. */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NoRespondersError, Rpc, RpcTimeoutError } from "../runtime/nats/rpc.js";
+import { TimeoutError } from "../runtime/errors.js";
+import { NoRespondersError, Rpc } from "../runtime/nats/rpc.js";
 import { startTestNats } from "./helpers/nats.js";
 
 let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -39,7 +40,10 @@ describe("Rpc", () => {
     const held: { respond(d: Uint8Array): boolean }[] = [];
     const sub = nc.subscribe("slow", { callback: (_e, m) => void held.push(m) });
     const rpc = new Rpc(nc);
-    await expect(rpc.request("slow", new Uint8Array(), 200)).rejects.toBeInstanceOf(RpcTimeoutError);
+    const late = rpc.request("slow", new Uint8Array(), 200);
+    await expect(late).rejects.toBeInstanceOf(TimeoutError);
+    // The text reports the wait that was asked for, not the sweep's granularity.
+    await expect(late).rejects.toThrow("the request on slow timed out after 200 ms");
     held[0]!.respond(new TextEncoder().encode("late"));
     await nc.flush();
     // The next call still gets its own reply, not the late one.

@@ -18,6 +18,7 @@
  */
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
+import { HeraldError } from "../../runtime/errors.js";
 
 /**
  * Totals of what the checkpoint covers. Written with the cursor in one compare-and-set, so they are
@@ -54,25 +55,33 @@ export interface Checkpoint extends CheckpointTotals {
 export const checkpointKey = (name: string) => `checkpoint.${name}`;
 
 /** A newer master's epoch holds the checkpoint: this writer must stop collecting. */
-export class FencedError extends Error {
-  override readonly name = "FencedError";
+export class FencedError extends HeraldError {
   constructor(
     readonly collector: string,
     readonly mine: number,
     readonly stored: number,
   ) {
-    super(`checkpoint of collector "${collector}" is held by master epoch ${stored}, newer than this writer's ${mine}: stopped collecting`);
+    super("FENCED", `checkpoint of collector "${collector}" is held by master epoch ${stored}, newer than this writer's ${mine}: stopped collecting`, {
+      userError: false,
+    });
+    this.name = "FencedError";
   }
 }
 
 /** The checkpoint moved under this writer (compare-and-set failed): read it again before going on. */
-export class CheckpointConflictError extends Error {
-  override readonly name = "CheckpointConflictError";
+export class CheckpointConflictError extends HeraldError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super("CHECKPOINT_CONFLICT", message, { ...options, userError: false });
+    this.name = "CheckpointConflictError";
+  }
 }
 
 /** The stored value is not a checkpoint: refuse rather than guess where to resume. */
-export class CheckpointUnreadableError extends Error {
-  override readonly name = "CheckpointUnreadableError";
+export class CheckpointUnreadableError extends HeraldError {
+  constructor(message: string) {
+    super("CHECKPOINT_UNREADABLE", message, { userError: false });
+    this.name = "CheckpointUnreadableError";
+  }
 }
 
 /**

@@ -3,6 +3,7 @@
  * checkpoint, returns the next batch of items and the cursor after them. Sources are read-only and
  * stateless between calls apart from connections; the checkpoint holds all progress.
  */
+import { HeraldError } from "../../runtime/errors.js";
 
 /** One row or message collected, not yet validated. */
 export interface CollectedItem {
@@ -42,8 +43,11 @@ export interface Source {
 }
 
 /** The source failed (unreachable, misconfigured, bad answer): the collection is retried with backoff. */
-export class SourceError extends Error {
-  override readonly name = "SourceError";
+export class SourceError extends HeraldError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super("SOURCE", message, { ...options, userError: false });
+    this.name = "SourceError";
+  }
 }
 
 /** Text of a thrown value, including what Node hides in `cause` (fetch) and AggregateError (connect). */

@@ -11,6 +11,7 @@
 import { Buffer } from "node:buffer";
 import { Context, Liquid, toValue, toValueSync, type Emitter, type Template } from "liquidjs";
 import type { TopicConfig } from "../../runtime/config/index.js";
+import { HeraldError } from "../../runtime/errors.js";
 import type { Envelope, PushMessage } from "../../runtime/pipeline/types.js";
 
 /** Limits of one field's render. Every field has the defaults unless a test or bench says otherwise. */
@@ -157,10 +158,10 @@ class CappedEmitter implements Emitter {
   }
 }
 
-class OutputTooLarge extends Error {
-  override readonly name = "OutputTooLarge";
+class OutputTooLarge extends HeraldError {
   constructor(max: number, got: string) {
-    super(`rendered output is over the limit of ${max} bytes (got ${got})`);
+    super("RENDER_TOO_LARGE", `rendered output is over the limit of ${max} bytes (got ${got})`, { userError: false });
+    this.name = "OutputTooLarge";
   }
 }
 

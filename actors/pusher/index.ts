@@ -1,7 +1,9 @@
 /**
- * The pusher actor (the seed's push interface): delivers a rendered message on its topic's
- * channel (`nats`, `webhook`) and answers with the outcome. Pushers share `herald.work.push` as a
- * queue group, so every node's pushers share work.
+ * The pusher actor (the seed's push interface): delivers batches of rendered messages of one topic
+ * on its channel (`nats`, `webhook`) and answers with one outcome each, once every push of the
+ * batch has one. Pushers share `herald.work.push` as a queue group, so every node's pushers share
+ * the work; only nodes may publish there, so a pusher pushes (and signs) only what its own
+ * cluster's dispatchers sent.
  */
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
@@ -9,7 +11,7 @@ import { decode, encode } from "../../runtime/codec/index.js";
 import { errorText } from "../../runtime/errors.js";
 import { pipelineNames } from "../../runtime/pipeline/streams.js";
 import type { Outcome } from "../../runtime/pipeline/types.js";
-import type { PushRequest } from "../processor/index.js";
+import type { PushReply, PushRequest } from "../../runtime/pipeline/work.js";
 import { createChannels, type Channels } from "./channels/index.js";
 
 class PusherActor extends Actor {
@@ -22,7 +24,7 @@ class PusherActor extends Actor {
     this.sub = nc.subscribe(pipelineNames(config.subjectPrefix).push, {
       queue: "herald-pushers",
       callback: (err, msg) => {
-        if (!err) void this.onMessage(msg);
+        if (!err) void this.onBatch(msg);
       },
     });
   }
@@ -32,20 +34,24 @@ class PusherActor extends Actor {
     await this.channels?.close();
   }
 
-  private async onMessage(msg: Msg): Promise<void> {
-    let outcome: Outcome;
+  private async onBatch(msg: Msg): Promise<void> {
+    let req: PushRequest;
     try {
-      const req = decode<PushRequest>(msg.data);
-      const topic = this.ctx.config.topics[req.topic];
-      outcome = topic
-        ? await this.channels.channelFor(topic).push(req.message, topic)
-        : { outcome: "dead", reason: "unknown-topic", error: `topic "${req.topic}" is not in the cluster config` };
+      req = decode<PushRequest>(msg.data);
     } catch (err) {
-      outcome = { outcome: "retry", reason: `push failed: ${errorText(err)}` };
+      msg.respond(encode({ error: `unreadable push request: ${errorText(err)}` }));
+      return;
     }
-    if (outcome.outcome === "delivered") this.processed++;
-    else this.failed++;
-    msg.respond(encode(outcome));
+    const topic = this.ctx.config.topics[req.topic];
+    const outcomes: Outcome[] = topic
+      ? await Promise.all(req.messages.map((m) => this.channels.channelFor(topic).push(m, topic)))
+      : req.messages.map(() => ({ outcome: "dead", reason: "unknown-topic", error: `topic "${req.topic}" is not in the cluster config` }));
+    for (const o of outcomes) {
+      if (o.outcome === "delivered") this.processed++;
+      else this.failed++;
+    }
+    const reply: PushReply = { outcomes };
+    msg.respond(encode(reply));
   }
 }
 

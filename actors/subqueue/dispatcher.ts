@@ -1,8 +1,9 @@
 /**
- * Sends one held message to a processor (which renders it and has a pusher deliver it) and
- * settles the outcome on the message's stream record: delivered → ack; transient failure →
- * exception queue; permanent failure or retries exhausted → dead letters. The decision is
- * runtime/pipeline/settle.ts; this file carries it out.
+ * Drives a batch of held messages of one topic forward: a processor renders them, a pusher pushes
+ * the rendered ones, and each outcome is settled on its message's stream record: delivered → ack;
+ * transient failure → exception queue; permanent failure or retries exhausted → dead letters. The
+ * decision is runtime/pipeline/settle.ts; the contracts with the actors are
+ * runtime/pipeline/work.ts; this file carries the delivery out, in that order, in one place.
  *
  * The successor record is made durable before the message is acked, so a crash between the two
  * duplicates, never loses. A successor write that fails (NATS unavailable) is retried here with
@@ -16,25 +17,46 @@ import type { HeraldConfig } from "../../runtime/config/index.js";
 import { errorText, TooLargeError } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/log.js";
 import { NoRespondersError, Rpc } from "../../runtime/nats/rpc.js";
-import { processTimeoutMs } from "../../runtime/pipeline/deadlines.js";
+import { pushTimeoutMs, renderTimeoutMs } from "../../runtime/pipeline/deadlines.js";
 import type { Original, QueueIO } from "../../runtime/pipeline/queue-io.js";
 import { decideSettlement, type Settlement } from "../../runtime/pipeline/settle.js";
 import { originalOf } from "../../runtime/pipeline/stored.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
-import type { Envelope, Outcome } from "../../runtime/pipeline/types.js";
+import type { Envelope, Outcome, PushMessage } from "../../runtime/pipeline/types.js";
+import { batchPayload, type PushReply, type RenderReply } from "../../runtime/pipeline/work.js";
 import { names } from "../../runtime/subjects.js";
 import type { Held } from "./lane.js";
 
 /** What became of a dispatch, for the caller's counters. */
 export type Settled = "delivered" | "retrying" | "dead" | "requeued";
 
-/** While no processor is running, the message is offered again this often, ms. */
-const NO_PROCESSOR_RETRY_MS = 1000;
+/** While no processor or pusher is running, the batch is offered again this often, ms. */
+const NO_RESPONDER_RETRY_MS = 1000;
 /** Successor writes that fail are tried again after these delays (the last repeats), ms. */
 const WRITE_RETRY_MS = [100, 250, 500, 1000, 2000, 5000];
 
+/**
+ * Indices of `items` in consecutive groups whose bytes stay within `maxBytes` (an item larger than
+ * that is a group of its own): requests that fit the server's max_payload with room to spare.
+ */
+export function bySize(items: readonly Uint8Array[], maxBytes: number): number[][] {
+  const groups: number[][] = [];
+  let bytes = Infinity;
+  items.forEach((b, i) => {
+    if (bytes + b.length > maxBytes) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups.at(-1)!.push(i);
+    bytes += b.length;
+  });
+  return groups;
+}
+
 export class Dispatcher {
   private readonly rpc: Rpc;
+  /** Largest request a batch is sent in: a quarter of what the server accepts (replies grow). */
+  private readonly batchBytes: number;
 
   constructor(
     nc: NatsConnection,
@@ -46,34 +68,97 @@ export class Dispatcher {
     private readonly running: () => boolean,
   ) {
     this.rpc = new Rpc(nc, names(config.subjectPrefix).nodeInbox);
+    this.batchBytes = Math.max(4096, Math.floor(io.payloadRoom / 4));
   }
 
   close(): void {
     this.rpc.close();
   }
 
-  /** Pushes the held message (one more attempt) and settles it. */
-  async dispatch(h: Held): Promise<Settled> {
-    const attempt: Envelope = { ...h.env, attempts: h.env.attempts + 1 };
-    const outcome = await this.push(attempt);
-    if (outcome === undefined) {
-      h.m.nak();
-      return "requeued";
+  /**
+   * Pushes a batch of one topic's held messages (one more attempt each) and settles every one.
+   * Resolves with each message's fate, in batch order.
+   */
+  async dispatch(batch: Held[]): Promise<Settled[]> {
+    const attempts: Envelope[] = batch.map((h) => ({ ...h.env, attempts: h.env.attempts + 1 }));
+    const outcomes = await this.deliver(attempts);
+    if (outcomes === undefined) {
+      for (const h of batch) h.m.nak();
+      return batch.map(() => "requeued");
     }
-    return this.settle(h, attempt, decideSettlement(outcome, attempt, this.config.pipeline.retry));
+    const policy = this.config.pipeline.retry;
+    return Promise.all(batch.map((h, i) => this.settle(h, attempts[i]!, decideSettlement(outcomes[i]!, attempts[i]!, policy))));
   }
 
-  /** The outcome of one attempt; undefined when the actor stopped while no processor was running. */
-  private async push(attempt: Envelope): Promise<Outcome | undefined> {
-    for (;;) {
+  /**
+   * Render, then push: one outcome per envelope. Undefined when the actor stopped while no
+   * processor or pusher was running (the batch goes back to the stream, attempts unspent).
+   */
+  private async deliver(attempts: Envelope[]): Promise<Outcome[] | undefined> {
+    const encoded = attempts.map((e) => encode(e));
+    const groups = bySize(encoded, this.batchBytes);
+    if (groups.length > 1) {
+      // Too much for one request: each part goes its own way, and the outcomes are put back in order.
+      const parts = await Promise.all(groups.map((g) => this.deliverGroup(g.map((i) => attempts[i]!), g.map((i) => encoded[i]!))));
+      if (parts.some((p) => p === undefined)) return undefined;
+      const out: Outcome[] = [];
+      groups.forEach((g, k) => g.forEach((i, j) => (out[i] = parts[k]![j]!)));
+      return out;
+    }
+    return this.deliverGroup(attempts, encoded);
+  }
+
+  private async deliverGroup(attempts: Envelope[], encoded: Uint8Array[]): Promise<Outcome[] | undefined> {
+    const topic = attempts[0]!.topic;
+    const rendered = await this.hop<RenderReply>(this.io.names.process, batchPayload("envelopes", encoded), renderTimeoutMs(), "a processor");
+    if (rendered === undefined) return undefined;
+    if ("failed" in rendered) return attempts.map(() => ({ outcome: "retry", reason: rendered.failed }));
+    const outcomes: (Outcome | undefined)[] = rendered.reply.rendered.map((r) =>
+      r.ok ? undefined : { outcome: "dead", reason: r.reason, error: r.error },
+    );
+    const messages: PushMessage[] = [];
+    rendered.reply.rendered.forEach((r) => r.ok && messages.push(r.message));
+    if (messages.length > 0) {
+      const fromPusher = await this.pushAll(topic, messages);
+      if (fromPusher === undefined) return undefined;
+      let next = 0;
+      for (let i = 0; i < outcomes.length; i++) if (outcomes[i] === undefined) outcomes[i] = fromPusher[next++];
+    }
+    return outcomes as Outcome[];
+  }
+
+  /** One outcome per message, pushed in requests that fit; undefined if stopped meanwhile. */
+  private async pushAll(topic: string, messages: PushMessage[]): Promise<Outcome[] | undefined> {
+    const encoded = messages.map((m) => encode(m));
+    const parts = await Promise.all(
+      bySize(encoded, this.batchBytes).map(async (g) => {
+        const pushed = await this.hop<PushReply>(this.io.names.push, batchPayload("messages", g.map((i) => encoded[i]!), { topic }), pushTimeoutMs(this.config, topic), "a pusher");
+        if (pushed === undefined) return undefined;
+        const outcomes: Outcome[] = "failed" in pushed ? g.map(() => ({ outcome: "retry", reason: pushed.failed })) : pushed.reply.outcomes;
+        return g.map((i, j) => [i, outcomes[j]!] as const);
+      }),
+    );
+    if (parts.some((p) => p === undefined)) return undefined;
+    const out: Outcome[] = [];
+    for (const part of parts) for (const [i, o] of part!) out[i] = o;
+    return out;
+  }
+
+  /**
+   * One request to a processor or a pusher. No responders is not the messages' fault: the batch
+   * keeps its attempts and waits here until the actors are back (undefined if the actor stops
+   * meanwhile). Any other failure is a transient one for every message of the batch.
+   */
+  private async hop<R>(subject: string, data: Uint8Array, timeoutMs: number, who: string): Promise<{ reply: R } | { failed: string } | undefined> {
+    for (let warned = false; ; warned = true) {
       try {
-        const reply = await this.rpc.request(this.io.names.process, encode(attempt), processTimeoutMs(this.config, attempt.topic));
-        return decode<Outcome>(reply.data);
+        const reply = decode<R & { error?: string }>((await this.rpc.request(subject, data, timeoutMs)).data);
+        if (typeof reply?.error === "string") return { failed: `${who} could not read the batch: ${reply.error}` };
+        return { reply };
       } catch (err) {
-        if (!(err instanceof NoRespondersError)) return { outcome: "retry", reason: `no answer from a processor: ${errorText(err)}` };
-        // Not the message's fault: it keeps its attempts and waits here until processors are back.
-        this.log.warn("no processor actor is running; holding the message", { id: attempt.id });
-        if (!(await this.pause(NO_PROCESSOR_RETRY_MS))) return undefined;
+        if (!(err instanceof NoRespondersError)) return { failed: `no answer from ${who}: ${errorText(err)}` };
+        if (!warned) this.log.warn(`no ${who.replace(/^a /, "")} actor is running; holding the messages`, { subject });
+        if (!(await this.pause(NO_RESPONDER_RETRY_MS))) return undefined;
       }
     }
   }

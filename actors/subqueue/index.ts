@@ -35,6 +35,8 @@ const FETCH_EXPIRES_MS = 2000;
 /** Most messages asked for in one fetch. */
 const FETCH_BATCH = 256;
 const BACKOFF_ON_ERROR_MS = 500;
+/** Most messages in one batch to a processor and on to a pusher. */
+const BATCH_MAX = 64;
 /** How long a draining actor waits for pushes in flight, ms. */
 const DRAIN_IN_FLIGHT_MS = 5000;
 
@@ -51,6 +53,7 @@ export class SubQueueActor extends Actor {
   private readonly inFlight = new Set<Held>();
   private running = true;
   private pumpTimer: ReturnType<typeof setTimeout> | undefined;
+  private pumpScheduled = false;
   private keepAlive: ReturnType<typeof setInterval> | undefined;
   private loops: Promise<void>[] = [];
   private dead = 0;
@@ -186,7 +189,7 @@ export class SubQueueActor extends Actor {
       return;
     }
     lane.add({ m, env: parsed.envelope });
-    this.pump();
+    this.schedulePump();
   }
 
   /**
@@ -208,7 +211,7 @@ export class SubQueueActor extends Actor {
       return;
     }
     lane.addRetry({ m, env: read.entry.envelope, entry: read.entry });
-    this.pump();
+    this.schedulePump();
   }
 
   /** Fault drills (faultInjection only): a message that kills or hangs the actor reading it. */
@@ -233,6 +236,19 @@ export class SubQueueActor extends Actor {
     for (const lane of this.lanes.values()) lane.notifyRoom();
   }
 
+  /**
+   * Pumps once the messages at hand have all been received: what arrived in one read from the
+   * socket travels as one batch (setImmediate runs after the I/O callbacks of this turn).
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.running) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
   /** Dispatches what the rules and budgets allow now, and sets a timer for the next sub-queue to close. */
   private pump(): void {
     if (!this.running) return;
@@ -241,16 +257,16 @@ export class SubQueueActor extends Actor {
     const max = this.ctx.config.pipeline.maxInFlight;
     const lanes = [...this.lanes.values()].filter((l) => !l.paused);
     const share = laneShare(max, lanes.filter((l) => l.held > 0 || l.inFlight > 0).length, lanes.length);
-    // Round-robin over topics, one message each per round, within each topic's share.
+    // Round-robin over topics, a batch each per round, within each topic's share.
     for (let progressed = true; progressed && this.inFlight.size < max; ) {
       progressed = false;
       for (const lane of lanes) {
-        if (this.inFlight.size >= max) break;
-        if (lane.inFlight >= share) continue;
-        const h = lane.next();
-        if (!h) continue;
+        const room = Math.min(share - lane.inFlight, max - this.inFlight.size, BATCH_MAX);
+        const batch: Held[] = [];
+        for (let h = room > 0 ? lane.next() : undefined; h; h = batch.length < room ? lane.next() : undefined) batch.push(h);
+        if (batch.length === 0) continue;
         progressed = true;
-        void this.send(lane, h);
+        void this.send(lane, batch);
       }
     }
     let nextDeadline: number | undefined;
@@ -263,18 +279,18 @@ export class SubQueueActor extends Actor {
     }
   }
 
-  private async send(lane: TopicLane, h: Held): Promise<void> {
-    this.inFlight.add(h);
-    lane.inFlight++;
+  private async send(lane: TopicLane, batch: Held[]): Promise<void> {
+    for (const h of batch) this.inFlight.add(h);
+    lane.inFlight += batch.length;
     try {
-      this.count(await this.dispatcher.dispatch(h));
+      for (const s of await this.dispatcher.dispatch(batch)) this.count(s);
     } catch (err) {
-      this.ctx.log.error("dispatch failed unexpectedly; the message goes back to the stream", { seq: h.m.seq, error: errorText(err) });
-      h.m.nak();
+      this.ctx.log.error("dispatch failed unexpectedly; the messages go back to the stream", { batch: batch.length, error: errorText(err) });
+      for (const h of batch) h.m.nak();
     } finally {
-      this.inFlight.delete(h);
-      lane.inFlight--;
-      this.pump();
+      for (const h of batch) this.inFlight.delete(h);
+      lane.inFlight -= batch.length;
+      this.schedulePump();
     }
   }
 

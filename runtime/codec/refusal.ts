@@ -2,9 +2,10 @@
  * Why an untrusted payload was refused. Internal to the codec folder: the strict readers throw it
  * to unwind from deep inside a document, and `decodeUntrusted` turns it into an `{ ok: false }`.
  */
-export class Refusal extends Error {
+import { HeraldError } from "../errors.js";
+export class Refusal extends HeraldError {
   constructor(message: string) {
-    super(message);
+    super("REFUSED", message);
     this.name = "Refusal";
   }
 }

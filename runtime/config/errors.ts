@@ -5,6 +5,7 @@
  * rules schema can use it.
  */
 import * as z from "zod";
+import { HeraldError } from "../errors.js";
 
 /** One problem found in a config or a rule: where (`topics.demo.url`) and what is wrong. */
 export interface ConfigIssue {
@@ -13,7 +14,7 @@ export interface ConfigIssue {
 }
 
 /** The config file cannot be read, is not JSON, or does not validate. */
-export class ConfigError extends Error {
+export class ConfigError extends HeraldError {
   override readonly name = "ConfigError";
   /** Every problem found; empty when the file could not be read or parsed at all. */
   readonly issues: ConfigIssue[];
@@ -21,7 +22,7 @@ export class ConfigError extends Error {
   readonly file: string | undefined;
 
   constructor(message: string, options?: ErrorOptions & { issues?: ConfigIssue[]; file?: string }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    super("CONFIG", message, options?.cause === undefined ? {} : { cause: options.cause });
     this.issues = options?.issues ?? [];
     this.file = options?.file;
   }
@@ -45,13 +46,13 @@ export class ConfigError extends Error {
 }
 
 /** A retrieval rule (from the config or `herald rules set`) is invalid; the old rule stays. */
-export class RulesError extends Error {
+export class RulesError extends HeraldError {
   override readonly name = "RulesError";
   readonly issues: ConfigIssue[];
 
   constructor(issues: ConfigIssue[], options?: ErrorOptions) {
     const lines = issues.map(formatIssue);
-    super(lines.length === 1 ? `invalid rules: ${lines[0]!.trim()}` : ["invalid rules:", ...lines].join("\n"), options);
+    super("RULES", lines.length === 1 ? `invalid rules: ${lines[0]!.trim()}` : ["invalid rules:", ...lines].join("\n"), options ?? {});
     this.issues = issues;
   }
 }

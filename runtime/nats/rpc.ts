@@ -5,16 +5,15 @@
  * subscription, sweeps deadlines on one timer, and builds errors only when a call fails.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { HeraldError, TimeoutError } from "../errors.js";
 import { monotonicNow } from "../platform/index.js";
 
 /** The subject had no subscriber (the server answered 503 at once). */
-export class NoRespondersError extends Error {
-  override readonly name = "NoRespondersError";
-}
-
-/** No reply within the deadline. */
-export class RpcTimeoutError extends Error {
-  override readonly name = "TimeoutError";
+export class NoRespondersError extends HeraldError {
+  constructor(subject: string) {
+    super("NO_RESPONDERS", `no responders on ${subject}`, { userError: false });
+    this.name = "NoRespondersError";
+  }
 }
 
 interface Pending {
@@ -48,7 +47,7 @@ export class Rpc {
         const p = this.pending.get(token);
         if (!p) return; // late reply after a timeout
         this.pending.delete(token);
-        if (m.headers?.code === 503 && m.data.length === 0) p.reject(new NoRespondersError(`no responders on ${p.subject}`));
+        if (m.headers?.code === 503 && m.data.length === 0) p.reject(new NoRespondersError(p.subject));
         else p.resolve(m);
       },
     });
@@ -80,7 +79,7 @@ export class Rpc {
     for (const [token, p] of this.pending) {
       if (p.deadline <= now) {
         this.pending.delete(token);
-        p.reject(new RpcTimeoutError(`no reply on ${p.subject} within ${p.timeoutMs} ms`));
+        p.reject(new TimeoutError(`the request on ${p.subject}`, p.timeoutMs));
       }
     }
   }

@@ -1,26 +1,24 @@
 /**
- * How long each hop of a push may take. The waits nest: the sub-queue actor waits for the
- * processor longer than the processor waits for the pusher, which waits longer than the channel's
- * own timeout, so an inner timeout is always reported before an outer one fires.
+ * How long each hop of a delivery may take. The dispatcher waits for each hop itself — a render,
+ * then a push — so the waits do not nest: a push waits for its channel's own timeout and a margin.
  */
 import type { HeraldConfig } from "../config/index.js";
 
 /** Channel timeout when the topic sets none (webhook `timeoutMs`; the nats channel's flush). */
 const DEFAULT_CHANNEL_TIMEOUT_MS = 5000;
-/** Each hop may take this long beyond the one inside it. */
+/** A hop may take this long beyond the work inside it (queueing, the thread hops). */
 const HOP_MARGIN_MS = 2000;
+/** Rendering a batch is CPU work in a processor: a generous bound. */
+const RENDER_TIMEOUT_MS = 5000;
 
-function channelTimeoutMs(config: HeraldConfig, topic: string): number {
-  const t = config.topics[topic];
-  return t?.channel === "webhook" ? (t.timeoutMs ?? DEFAULT_CHANNEL_TIMEOUT_MS) : DEFAULT_CHANNEL_TIMEOUT_MS;
+/** The dispatcher's wait for a processor's render of a batch. */
+export function renderTimeoutMs(): number {
+  return RENDER_TIMEOUT_MS + HOP_MARGIN_MS;
 }
 
-/** The processor's wait for a pusher. */
+/** The dispatcher's wait for a pusher's outcomes of a batch (pushed concurrently). */
 export function pushTimeoutMs(config: HeraldConfig, topic: string): number {
-  return channelTimeoutMs(config, topic) + HOP_MARGIN_MS;
-}
-
-/** The sub-queue actor's wait for a processor (which includes the processor's wait for a pusher). */
-export function processTimeoutMs(config: HeraldConfig, topic: string): number {
-  return pushTimeoutMs(config, topic) + HOP_MARGIN_MS;
+  const t = config.topics[topic];
+  const channel = t?.channel === "webhook" ? (t.timeoutMs ?? DEFAULT_CHANNEL_TIMEOUT_MS) : DEFAULT_CHANNEL_TIMEOUT_MS;
+  return channel + HOP_MARGIN_MS;
 }

@@ -5,6 +5,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { TimeoutError } from "../../../runtime/errors.js";
 
 /** Connections kept per origin; more concurrent pushes queue for a free one. */
 const MAX_SOCKETS = 256;
@@ -22,9 +23,6 @@ export interface PostResponse {
   text: string;
 }
 
-export class PostTimeoutError extends Error {
-  override readonly name = "TimeoutError";
-}
 
 /**
  * POSTs `body` and reads at most `maxBodyBytes` of the answer (the rest is discarded and the
@@ -72,7 +70,7 @@ export function post(url: URL, headers: Record<string, string>, body: string, ti
       },
     );
     const timer = setTimeout(() => {
-      finish(() => reject(new PostTimeoutError(`timed out after ${timeoutMs} ms`)));
+      finish(() => reject(new TimeoutError(`POST ${url.origin}${url.pathname}`, timeoutMs)));
       req.destroy();
     }, timeoutMs);
     req.on("error", (err) => finish(() => reject(err)));

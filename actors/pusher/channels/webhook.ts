@@ -7,7 +7,8 @@ import { Buffer } from "node:buffer";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { encodePayload, InFlight, type Channel } from "./channel.js";
-import { post, PostTimeoutError, type PostResponse } from "./http-post.js";
+import { TimeoutError } from "../../../runtime/errors.js";
+import { post, type PostResponse } from "./http-post.js";
 import { signWebhook } from "./signature.js";
 
 /** Options of {@link WebhookChannel}. */
@@ -87,7 +88,7 @@ export class WebhookChannel implements Channel {
     try {
       res = await post(url, h, body, timeoutMs, MAX_DRAIN_BYTES);
     } catch (err) {
-      if (err instanceof PostTimeoutError) return { outcome: "retry", reason: `${where} timed out after ${timeoutMs} ms` };
+      if (err instanceof TimeoutError) return { outcome: "retry", reason: `${where} timed out after ${timeoutMs} ms` };
       if ((err as { code?: string }).code === "ERR_INVALID_CHAR" || (err as { code?: string }).code === "ERR_INVALID_HTTP_TOKEN") {
         // A header value or name in the topic's config that HTTP cannot carry: permanent.
         return { outcome: "dead", reason: "rejected", error: scrub(`webhook request for topic ${msg.topic} cannot be built: ${describe(err)}`) };
