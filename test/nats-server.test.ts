@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,6 +12,7 @@ import {
   NatsServerStartError,
   startNatsServer,
 } from "../runtime/nats/server.js";
+import { LockHeldError } from "../runtime/lifecycle/index.js";
 import { startTestNats, waitFor, type TestNats } from "./helpers/nats.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -143,7 +145,7 @@ describe("nats-server child process", () => {
     expect(log).toContain("herald-logged");
   });
 
-  it("a taken port fails the start with the server's own output", async () => {
+  it("a taken port is refused before nats-server opens its store", async () => {
     const nats = await testNats();
     const dir = await mkdtemp(path.join(os.tmpdir(), "herald-test-"));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -151,7 +153,38 @@ describe("nats-server child process", () => {
     const start = startNatsServer({ storeDir: dir, port: nats.port });
 
     await expect(start).rejects.toBeInstanceOf(NatsServerStartError);
-    await expect(start).rejects.toThrow(/address already in use/);
+    await expect(start).rejects.toThrow(`cannot start nats-server on 127.0.0.1:${nats.port}: address already in use (a nats-server named "`);
+    expect(existsSync(path.join(dir, "jetstream"))).toBe(false);
+  });
+
+  it("a second server on a store dir in use is refused, naming the first; stop() frees it", async () => {
+    const nats = await testNats();
+
+    const second = startNatsServer({ storeDir: nats.storeDir, ownerRole: "second" });
+
+    await expect(second).rejects.toBeInstanceOf(LockHeldError);
+    await expect(second).rejects.toThrow(
+      `the nats-server store dir ${nats.storeDir} is in use by node ${path.basename(process.argv[1] ?? "")} (pid ${process.pid}), ` +
+        `with nats-server (pid ${nats.server.pid}): stop it first (kill ${process.pid}), or use another store dir`,
+    );
+    await nats.server.stop();
+    const again = await startNatsServer({ storeDir: nats.storeDir });
+    await again.stop();
+  });
+
+  it("a store dir lock whose processes are gone is taken over", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "herald-test-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const first = await startNatsServer({ storeDir: dir });
+    const lock = await readFile(path.join(dir, "nats-server.lock"), "utf8");
+    await first.kill();
+    // As a SIGKILLed owner would leave it: the lock still names a process that is gone (and the
+    // dead server), here this test's own pid with another start time.
+    await writeFile(path.join(dir, "nats-server.lock"), lock.replace(/"startedAt":"[^"]*"/, '"startedAt":"linux:1"'));
+
+    const second = await startNatsServer({ storeDir: dir });
+    cleanups.push(() => second.stop());
+    expect(second.pid).not.toBe(first.pid);
   });
 
   it("freePort returns a port that can be listened on", async () => {

@@ -78,6 +78,16 @@ Environment:
   NATS_CA, NATS_CERT, NATS_KEY
                       TLS: CA certificate, client certificate and key files; over nats.tls
   HERALD_LOG          log level: debug, info (default), warn, error
+  HERALD_LAUNCHER_PIPE
+                      internal: set by herald start for the nodes it starts (their stdin is its pipe)
+
+Stopping herald start (without --node):
+  Ctrl-C, SIGTERM, SIGHUP
+                      every node drains and exits, then the embedded nats-server stops
+  SIGKILL (kill -9)   the same, without the launcher: each node drains when the launcher's pipe
+                      closes, and a watchdog stops the server after them; a new herald start of
+                      the config waits for them to finish, then starts (while the launcher runs,
+                      a second one is refused)
 `;
 
 const common = {

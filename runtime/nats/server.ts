@@ -6,22 +6,32 @@
  * in cleanup hooks, the CLI on shutdown). As a safety net, children still running when this Node
  * process exits normally (`process.exit`, end of the event loop) are sent SIGTERM from an `exit`
  * hook. Nothing can run when the parent is SIGKILLed, so a child can outlive a parent killed that
- * way; with `detached: false` (the default) a terminal's Ctrl-C reaches the child too.
+ * way unless something else watches the parent (the launcher's watchdog does, through `onSpawn`);
+ * with `detached: false` (the default) a terminal's Ctrl-C reaches the child too.
  *
- * Only `node:` modules are used, so this also runs under Deno 2's node compatibility.
+ * One store dir, one server: from before the spawn until `stop()`, a lock file in the store dir
+ * (`nats-server.lock`, see runtime/lifecycle/pid-lock.ts) names the process that started the
+ * server and, once spawned, the server; a start on a store dir whose lock names a live process is
+ * refused before nats-server is spawned. So is a start on a port where something already listens:
+ * nats-server opens (and recovers) its store before it binds its port, so failing on the port
+ * would come too late for the store.
+ *
+ * Only `node:` modules (and Herald's own) are used, so this also runs under Deno 2's node
+ * compatibility.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, createWriteStream, statSync, type WriteStream } from "node:fs";
+import { accessSync, closeSync, constants, openSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
+import { PidLock } from "../lifecycle/index.js";
+import { collectOutput, fileSize, fileTail, OUTPUT_TAIL_LINES, OutputTail } from "./server-output.js";
 
 const INSTALL_HINT = "(Debian/Ubuntu: sudo apt-get install nats-server)";
 const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
 const STOP_GRACE_MS = 5_000;
 const PROBE_INTERVAL_MS = 50;
-const OUTPUT_TAIL_LINES = 30;
 /** Retries when a port picked by {@link freePort} is taken by someone else before the server binds it. */
 const PORT_RACE_ATTEMPTS = 3;
 
@@ -45,6 +55,7 @@ export class NatsServerMissingError extends Error {
 /** nats-server exited, could not be spawned, or did not become ready before the deadline. */
 export class NatsServerStartError extends Error {
   override readonly name = "NatsServerStartError";
+  private portTakenBeforeStart = false;
 
   constructor(
     message: string,
@@ -55,9 +66,20 @@ export class NatsServerStartError extends Error {
     super(output.length > 0 ? `${message}; its last output:\n${output.join("\n")}` : message, options);
   }
 
+  /** Something already listens on the port: refused before nats-server was spawned. */
+  static portTaken(host: string, port: number, serverName: string | undefined): NatsServerStartError {
+    const who = serverName === undefined ? "" : ` (a nats-server named "${serverName}" answers there: one left running by an earlier start?)`;
+    const err = new NatsServerStartError(
+      `cannot start nats-server on ${host}:${port}: address already in use${who}; stop what holds the port, or choose another`,
+      [],
+    );
+    err.portTakenBeforeStart = true;
+    return err;
+  }
+
   /** True when the server could not bind its client port because another process holds it. */
   get portInUse(): boolean {
-    return this.output.some((line) => line.includes("address already in use"));
+    return this.portTakenBeforeStart || this.output.some((line) => line.includes("address already in use"));
   }
 }
 
@@ -70,7 +92,10 @@ export interface NatsServerOptions {
   storeDir: string;
   /** Server name (`-n`). @defaultValue a unique `herald-…` name */
   serverName?: string;
-  /** When set, the server's output is appended to this file (its directory is created). */
+  /**
+   * When set, the server's output is appended to this file (its directory is created) by the
+   * server itself, so it keeps logging, and living, should this process die before it.
+   */
   logFile?: string;
   /**
    * Server config file (`-c`) with settings that have no command-line flag, e.g. `max_payload`.
@@ -84,6 +109,16 @@ export interface NatsServerOptions {
    * which can then drain its clients before it stops the server. @defaultValue false
    */
   detached?: boolean;
+  /**
+   * Called with each server process's pid as soon as it is spawned, before it is ready (and again
+   * on every restart), so a watchdog knows of it even when this process dies during the start.
+   */
+  onSpawn?: (pid: number) => void;
+  /**
+   * This process as the store dir's lock names it to a refused second start.
+   * @defaultValue `node <script>` of this process
+   */
+  ownerRole?: string;
 }
 
 export interface NatsServerHandle {
@@ -94,9 +129,11 @@ export interface NatsServerHandle {
   readonly pid: number;
   /** Settles with the current process's exit code (null when ended by a signal); never rejects. */
   readonly exited: Promise<number | null>;
-  /** SIGTERM, wait for exit; SIGKILL after 5 s. Idempotent. */
+  /** The signal that ended the current process, once it has exited by one; else null. */
+  readonly exitSignal: NodeJS.Signals | null;
+  /** SIGTERM, wait for exit; SIGKILL after 5 s; then frees the store dir's lock. Idempotent. */
   stop(): Promise<void>;
-  /** SIGKILL and wait for exit (chaos tests: no graceful JetStream shutdown). */
+  /** SIGKILL and wait for exit (chaos tests: no graceful JetStream shutdown); the store dir stays locked. */
   kill(): Promise<void>;
   /** Stop, then start again on the same port and store dir; JetStream data is kept. */
   restart(): Promise<void>;
@@ -141,7 +178,9 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
  * Spawns `nats-server -a HOST -p PORT -js -sd STORE_DIR -n NAME` and resolves once it accepts
  * clients. The caller owns the returned server and must `stop()` it.
  * @throws {NatsServerMissingError} when no binary is found.
- * @throws {NatsServerStartError} when it exits early or misses the deadline (with its last output).
+ * @throws {LockHeldError} when a live process holds the store dir.
+ * @throws {NatsServerStartError} when the port is taken, or the server exits early or misses the
+ * deadline (with its last output).
  */
 export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServerHandle> {
   const bin = findNatsServer();
@@ -156,20 +195,34 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     configFile: opts.configFile === undefined ? undefined : path.resolve(opts.configFile),
     startTimeoutMs: opts.startTimeoutMs ?? 10_000,
     detached: opts.detached ?? false,
+    onSpawn: opts.onSpawn,
+    ownerRole: opts.ownerRole ?? `node ${path.basename(process.argv[1] ?? "")}`.trim(),
   };
   await mkdir(settings.storeDir, { recursive: true });
   if (settings.logFile !== undefined) await mkdir(path.dirname(settings.logFile), { recursive: true });
 
+  const lock = await lockStoreDir(settings);
   const autoPort = opts.port === undefined || opts.port === 0;
   for (let attempt = 1; ; attempt++) {
     settings.port = autoPort ? await freePort(host) : (opts.port as number);
     try {
-      return new ServerProcess(settings, await launch(settings));
+      return new ServerProcess(settings, lock, await launch(settings, lock));
     } catch (err) {
       const raced = autoPort && err instanceof NatsServerStartError && err.portInUse;
-      if (!raced || attempt >= PORT_RACE_ATTEMPTS) throw err;
+      if (!raced || attempt >= PORT_RACE_ATTEMPTS) {
+        lock.release();
+        throw err;
+      }
     }
   }
+}
+
+function lockStoreDir(settings: LaunchSettings): Promise<PidLock> {
+  return PidLock.acquire(path.join(settings.storeDir, "nats-server.lock"), {
+    resource: `the nats-server store dir ${settings.storeDir}`,
+    role: settings.ownerRole,
+    otherwise: "use another store dir",
+  });
 }
 
 interface LaunchSettings {
@@ -182,13 +235,15 @@ interface LaunchSettings {
   configFile: string | undefined;
   startTimeoutMs: number;
   detached: boolean;
+  onSpawn: ((pid: number) => void) | undefined;
+  ownerRole: string;
 }
 
 /** One incarnation of the server process. */
 interface Running {
   child: ChildProcess;
   pid: number;
-  /** Settles after the process exited and its output was fully read (and written to the log). */
+  /** Settles after the process exited and its output pipes (if any) were fully read. */
   exited: Promise<number | null>;
 }
 
@@ -198,6 +253,7 @@ class ServerProcess implements NatsServerHandle {
 
   constructor(
     private readonly settings: LaunchSettings,
+    private lock: PidLock,
     private current: Running,
   ) {
     this.port = settings.port;
@@ -212,7 +268,27 @@ class ServerProcess implements NatsServerHandle {
     return this.current.exited;
   }
 
+  get exitSignal(): NodeJS.Signals | null {
+    return this.current.child.signalCode;
+  }
+
   async stop(): Promise<void> {
+    await this.stopProcess();
+    this.lock.release();
+  }
+
+  async kill(): Promise<void> {
+    signal(this.current.child, "SIGKILL");
+    await this.current.exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.stopProcess();
+    if (this.lock.released) this.lock = await lockStoreDir(this.settings);
+    this.current = await launch(this.settings, this.lock);
+  }
+
+  private async stopProcess(): Promise<void> {
     const { child, exited } = this.current;
     signal(child, "SIGTERM");
     let timer: NodeJS.Timeout | undefined;
@@ -226,31 +302,42 @@ class ServerProcess implements NatsServerHandle {
       await exited;
     }
   }
-
-  async kill(): Promise<void> {
-    signal(this.current.child, "SIGKILL");
-    await this.current.exited;
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    this.current = await launch(this.settings);
-  }
 }
 
-/** Spawns the server and waits until it accepts clients; on failure nothing is left running. */
-async function launch(settings: LaunchSettings): Promise<Running> {
+/**
+ * Spawns the server and waits until it accepts clients; on failure nothing is left running.
+ * The caller holds the store dir's lock, which gets to name the server.
+ */
+async function launch(settings: LaunchSettings, lock: PidLock): Promise<Running> {
   const { bin, host, port, storeDir, serverName, logFile, configFile, startTimeoutMs, detached } = settings;
+  // Whoever answers there now is not ours; our server would open the store before failing on the port.
+  const squatter = await probeInfo(connectHost(host), port, 1_000, { acceptAny: true });
+  if (squatter !== null) throw NatsServerStartError.portTaken(host, port, squatter.server_name);
   const args = [...(configFile === undefined ? [] : ["-c", configFile]), "-a", host, "-p", String(port), "-js", "-sd", storeDir, "-n", serverName];
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], detached });
+  // With a log file the server writes to it itself, not through pipes of ours: a server that
+  // outlives this process (a watchdog stops it later) must not die of SIGPIPE writing to a pipe
+  // nobody reads any more, as Go programs do on stdout and stderr.
+  const logStart = logFile === undefined ? 0 : fileSize(logFile);
+  const logFd = logFile === undefined ? undefined : openSync(logFile, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(bin, args, { stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"], detached });
+  } finally {
+    if (logFd !== undefined) closeSync(logFd);
+  }
   trackUntilExit(child);
+  if (child.pid !== undefined) {
+    // First the watchdog (this process may die any moment from now on), then the lock.
+    settings.onSpawn?.(child.pid);
+    lock.add(child.pid, "nats-server");
+  }
 
   const tail = new OutputTail(OUTPUT_TAIL_LINES);
-  const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
   let spawnError: Error | undefined;
-  const exited = collectOutput(child, tail, log, (err) => (spawnError = err));
+  const exited = collectOutput(child, tail, (err) => (spawnError = err));
+  const lastOutput = () => (logFile === undefined ? tail.lines() : fileTail(logFile, logStart));
 
-  const failure = (message: string) => new NatsServerStartError(message, tail.lines(), { cause: spawnError });
+  const failure = (message: string) => new NatsServerStartError(message, lastOutput(), { cause: spawnError });
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {
     const exitedEarly = await Promise.race([exited.then(() => true), delay(PROBE_INTERVAL_MS).then(() => false)]);
@@ -269,44 +356,25 @@ async function launch(settings: LaunchSettings): Promise<Running> {
   }
 }
 
-/** Reads both output pipes to the end (an unread pipe would block the server once full). */
-function collectOutput(
-  child: ChildProcess,
-  tail: OutputTail,
-  log: WriteStream | undefined,
-  onSpawnError: (err: Error) => void,
-): Promise<number | null> {
-  for (const stream of [child.stdout, child.stderr]) {
-    stream?.on("data", (chunk: Buffer) => {
-      tail.push(chunk.toString("utf8"));
-      log?.write(chunk);
-    });
-  }
-  return new Promise((resolve) => {
-    let finished = false;
-    const finish = (code: number | null) => {
-      if (finished) return;
-      finished = true;
-      if (log === undefined) resolve(code);
-      else log.end(() => resolve(code));
-    };
-    child.once("error", (err) => {
-      onSpawnError(err);
-      if (child.pid === undefined) finish(null);
-    });
-    child.once("close", (code) => finish(code));
-  });
-}
-
-/** Connects, reads the server's INFO line, disconnects; null when nothing answers in time. */
-function probeInfo(host: string, port: number, timeoutMs: number): Promise<{ server_name?: string } | null> {
+/**
+ * Connects, reads the server's INFO line, disconnects; null when nothing answers in time. With
+ * `acceptAny`, whatever accepts the connection counts as an answer (`{}` when it sends no INFO).
+ */
+function probeInfo(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  opts: { acceptAny?: boolean } = {},
+): Promise<{ server_name?: string } | null> {
   return new Promise((resolve) => {
     let received = "";
+    let connected = false;
     const socket = net.connect({ host, port });
     const done = (info: { server_name?: string } | null) => {
       socket.destroy();
-      resolve(info);
+      resolve(info ?? (opts.acceptAny && connected ? {} : null));
     };
+    socket.once("connect", () => (connected = true));
     socket.setTimeout(timeoutMs, () => done(null));
     socket.once("error", () => done(null));
     socket.once("close", () => done(null));
@@ -322,26 +390,6 @@ function probeInfo(host: string, port: number, timeoutMs: number): Promise<{ ser
       }
     });
   });
-}
-
-/** Keeps the last N lines of a process's output for error messages. */
-class OutputTail {
-  private readonly kept: string[] = [];
-  private partial = "";
-
-  constructor(private readonly max: number) {}
-
-  push(text: string): void {
-    const parts = (this.partial + text).split(/\r?\n/);
-    this.partial = parts.pop() ?? "";
-    this.kept.push(...parts);
-    if (this.kept.length > this.max) this.kept.splice(0, this.kept.length - this.max);
-  }
-
-  lines(): string[] {
-    const all = this.partial === "" ? [...this.kept] : [...this.kept, this.partial];
-    return all.slice(-this.max);
-  }
 }
 
 const live = new Set<ChildProcess>();

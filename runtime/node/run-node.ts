@@ -1,9 +1,11 @@
 /**
  * Runs one node in this process: its supervisor on the main thread, actors on worker threads.
- * SIGTERM/SIGINT and `herald stop` drain it and end the process with code 0.
+ * SIGTERM, SIGINT, SIGHUP and `herald stop` drain it and end the process with code 0; so does the
+ * end of the launcher's pipe, for a node the launcher started (runtime/lifecycle/launcher-pipe.ts).
  */
 import type { LoadedConfig } from "../config/index.js";
 import { errorText } from "../errors.js";
+import { watchLauncherPipe } from "../lifecycle/index.js";
 import { createLogger } from "../log.js";
 import { configAccess, describeAccess } from "../nats/connect.js";
 import { Supervisor } from "../supervisor/supervisor.js";
@@ -16,8 +18,12 @@ export async function runNode(loaded: LoadedConfig, nodeName: string): Promise<n
     log.info(`${sig} received: draining`);
     void supervisor.stop(sig);
   };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => onSignal(sig));
+  // Whatever ended the launcher, SIGKILL included, ends its pipe.
+  watchLauncherPipe(() => {
+    log.info("launcher gone (its pipe closed): draining");
+    void supervisor.stop("launcher gone");
+  });
   let crashing = false;
   process.on("uncaughtException", (err) => {
     // Once only: an error raised while logging this one (say, a broken stderr) must not loop.

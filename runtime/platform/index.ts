@@ -93,3 +93,11 @@ export function parentEndpoint(): Endpoint {
 
 /** Monotonic milliseconds, for every duration and liveness judgement (never wall clocks). */
 export const monotonicNow = (): number => performance.now();
+
+/**
+ * The command that runs another of Herald's scripts (a compiled ES module) in a child process,
+ * on the runtime this process runs on. `execArgv`: this process's runtime flags to pass on.
+ */
+export function scriptCommand(script: string, args: readonly string[], execArgv: readonly string[] = process.execArgv): [string, string[]] {
+  return isDeno ? [process.execPath, ["run", "-A", script, ...args]] : [process.execPath, [...execArgv, script, ...args]];
+}
