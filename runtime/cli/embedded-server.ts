@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { LoadedConfig } from "../config/index.js";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
+import { writeEmbeddedServerConfig } from "../nats/embedded.js";
 import { startNatsServer, type NatsServerHandle } from "../nats/server.js";
 import { monotonicNow } from "../platform/index.js";
 import { RestartPolicy, type RestartOptions } from "../supervisor/restart-policy.js";
@@ -37,7 +38,11 @@ export class EmbeddedServer {
   /** Starts the server and keeps it running until {@link stop}. */
   static async start(loaded: LoadedConfig, opts: EmbeddedServerOptions): Promise<EmbeddedServer> {
     const { config } = loaded;
+    // With nats.auth, the server is set up to ask for it (and to give each role its permissions).
+    const configFile = await writeEmbeddedServerConfig(config);
+    if (configFile) opts.log.info("embedded nats-server requires credentials", { config: configFile });
     const handle = await startNatsServer({
+      ...(configFile ? { configFile } : {}),
       host: config.nats.host,
       port: config.nats.port,
       storeDir: config.nats.storeDir,

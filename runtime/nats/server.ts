@@ -25,6 +25,7 @@ import { mkdir } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
+import { HeraldError } from "../errors.js";
 import { PidLock } from "../lifecycle/index.js";
 import { collectOutput, fileSize, fileTail, OUTPUT_TAIL_LINES, OutputTail } from "./server-output.js";
 
@@ -36,11 +37,11 @@ const PROBE_INTERVAL_MS = 50;
 const PORT_RACE_ATTEMPTS = 3;
 
 /** No usable nats-server binary; the message says how to install one. */
-export class NatsServerMissingError extends Error {
+export class NatsServerMissingError extends HeraldError {
   override readonly name = "NatsServerMissingError";
 
-  constructor(message = `nats-server not found: install it ${INSTALL_HINT} or set NATS_SERVER_BIN`, options?: ErrorOptions) {
-    super(message, options);
+  constructor(message = `nats-server not found: install it ${INSTALL_HINT} or set NATS_SERVER_BIN`, options: ErrorOptions = {}) {
+    super("NATS_SERVER_MISSING", message, options);
   }
 
   /** NATS_SERVER_BIN names something that is not an executable file. */
@@ -53,7 +54,7 @@ export class NatsServerMissingError extends Error {
 }
 
 /** nats-server exited, could not be spawned, or did not become ready before the deadline. */
-export class NatsServerStartError extends Error {
+export class NatsServerStartError extends HeraldError {
   override readonly name = "NatsServerStartError";
   private portTakenBeforeStart = false;
 
@@ -61,9 +62,9 @@ export class NatsServerStartError extends Error {
     message: string,
     /** The last lines nats-server printed before the failure. */
     readonly output: readonly string[],
-    options?: ErrorOptions,
+    options: ErrorOptions = {},
   ) {
-    super(output.length > 0 ? `${message}; its last output:\n${output.join("\n")}` : message, options);
+    super("NATS_SERVER_START", output.length > 0 ? `${message}; its last output:\n${output.join("\n")}` : message, options);
   }
 
   /** Something already listens on the port: refused before nats-server was spawned. */

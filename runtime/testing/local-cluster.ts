@@ -14,6 +14,7 @@ import { decode } from "../codec/index.js";
 import { collectReports, gatherStatus } from "../cli/commands/status.js";
 import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
 import { freePort } from "../nats/server.js";
+import { LAUNCHER_PIPE_ENV } from "../lifecycle/index.js";
 import { repoRoot } from "../platform/repo.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 import { startTempNatsCluster } from "./temp-nats-cluster.js";
@@ -23,8 +24,11 @@ import { waitFor } from "./wait.js";
 
 /** The compiled CLI (`npm run build` first). */
 export const CLI = resolve(repoRoot(import.meta.url), "dist/runtime/cli/main.js");
-/** Debian's faketime, for nodes with a skewed wall clock. */
-export const FAKETIME = "/usr/bin/faketime";
+/**
+ * Debian's libfaketime, preloaded into nodes with a skewed wall clock. Not the `faketime` command:
+ * it forks, so killing it would leave the node running.
+ */
+export const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 /** The Deno binary of the `deno` dev dependency. */
 export const DENO = resolve(repoRoot(import.meta.url), "node_modules/.bin/deno");
 
@@ -147,8 +151,8 @@ export class LocalCluster {
     cluster.skew = opts.skew ?? {};
     cluster.cliPath = opts.cli ?? CLI;
     cluster.nodeEnv = opts.nodeEnv ?? {};
-    if (Object.keys(cluster.skew).length > 0 && !existsSync(FAKETIME)) {
-      throw new Error(`clock-skewed nodes need ${FAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
+    if (Object.keys(cluster.skew).length > 0 && !existsSync(LIBFAKETIME)) {
+      throw new Error(`clock-skewed nodes need ${LIBFAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
     }
     for (const name of opts.proxied ?? []) {
       const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.port });
@@ -171,16 +175,19 @@ export class LocalCluster {
   /** Starts `herald start --node NAME` as a child process. */
   startNode(name: string): NodeProc {
     const args = [this.cliPath, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
-    let [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
+    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
     const skew = this.skew[name];
-    if (skew !== undefined) [cmd, argv] = [FAKETIME, ["-f", skew, cmd, ...argv]];
     const proc = spawn(cmd, argv, {
-      stdio: ["ignore", "pipe", "pipe"],
+      // The launcher's pipe: a node of a test run that dies (killed, timed out) drains and exits
+      // instead of running on, orphaned.
+      stdio: ["pipe", "pipe", "pipe"],
       env: {
         ...process.env,
         HERALD_LOG: process.env.HERALD_LOG ?? "info",
+        [LAUNCHER_PIPE_ENV]: "stdin",
         ...this.nodeEnv,
-        ...(skew === undefined ? {} : { FAKETIME_DONT_FAKE_MONOTONIC: "1" }),
+        // Wall clock off by `skew` (libfaketime: "-5s" → FAKETIME="-5"), monotonic clock untouched.
+        ...(skew === undefined ? {} : { LD_PRELOAD: LIBFAKETIME, FAKETIME: skew.replace(/s$/, ""), FAKETIME_DONT_FAKE_MONOTONIC: "1" }),
       },
     });
     const output: string[] = [];
