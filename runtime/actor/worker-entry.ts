@@ -4,7 +4,7 @@
  */
 import * as Comlink from "comlink";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { parseConfig } from "../config/index.js";
+import type { HeraldConfig } from "../config/index.js";
 import { createLogger } from "../log.js";
 import { configAccess, connectNats } from "../nats/connect.js";
 import { parentEndpoint } from "../platform/index.js";
@@ -19,8 +19,9 @@ let nc: NatsConnection | undefined;
 const control: ActorControl = {
   async init(init: ActorInit): Promise<void> {
     const log = createLogger(`${init.node}/${init.id}`);
-    // The supervisor already validated the config; parsing again gives this thread typed values.
-    const config = parseConfig(init.config, ".");
+    // The supervisor validated the config; this thread gets its structured clone, as is. (Not
+    // validating again keeps zod out of the threads that have no other use for it.)
+    const config = init.config as HeraldConfig;
     nc = await connectNats({
       ...configAccess(config.nats),
       servers: init.servers,
