@@ -8,7 +8,7 @@ import type { TopicConfig } from "../../../runtime/config/schema.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { encodePayload, InFlight, type Channel } from "./channel.js";
 import { TimeoutError } from "../../../runtime/errors.js";
-import { post, type PostResponse } from "./http-post.js";
+import { closePools, InvalidRequestError, post, type PostResponse } from "./http-post.js";
 import { signWebhook } from "./signature.js";
 
 /** Options of {@link WebhookChannel}. */
@@ -42,8 +42,9 @@ export class WebhookChannel implements Channel {
     return this.#inFlight.track(this.#push(msg, topic));
   }
 
-  close(): Promise<void> {
-    return this.#inFlight.close();
+  async close(): Promise<void> {
+    await this.#inFlight.close();
+    await closePools();
   }
 
   async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
@@ -89,7 +90,7 @@ export class WebhookChannel implements Channel {
       res = await post(url, h, body, timeoutMs, MAX_DRAIN_BYTES);
     } catch (err) {
       if (err instanceof TimeoutError) return { outcome: "retry", reason: `${where} timed out after ${timeoutMs} ms` };
-      if ((err as { code?: string }).code === "ERR_INVALID_CHAR" || (err as { code?: string }).code === "ERR_INVALID_HTTP_TOKEN") {
+      if (err instanceof InvalidRequestError) {
         // A header value or name in the topic's config that HTTP cannot carry: permanent.
         return { outcome: "dead", reason: "rejected", error: scrub(`webhook request for topic ${msg.topic} cannot be built: ${describe(err)}`) };
       }
