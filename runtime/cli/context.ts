@@ -27,7 +27,8 @@ export async function loadFromFlags(flags: CommonFlags): Promise<LoadedConfig> {
 
 /** Where a command finds NATS and how it logs in (see the file's comment for the order). */
 export function accessFor(flags: CommonFlags, loaded: LoadedConfig | undefined, env: NodeJS.ProcessEnv = process.env): NatsAccess {
-  const given = flags.server ?? env.NATS_URL;
+  // An empty variable is an unset one, as in the `nats` CLI.
+  const given = flags.server ?? (env.NATS_URL || undefined);
   if (given === undefined && !loaded) {
     throw new HeraldError("USAGE", "no NATS server known: pass -c cluster.config.json, --server URL or set NATS_URL");
   }
