@@ -97,7 +97,16 @@ const twisted = fc
     "{",
   )
   .map((t) => [...Buffer.from(t)]);
-const junk = fc.uint8Array({ minLength: 1, maxLength: 400 }).map((b) => [...b]);
+/**
+ * Random bytes that cannot be a valid submission: one must be an object, so it opens with a
+ * msgpack map (fixmap 0x80–0x8f, map16, map32) or JSON `{` (after optional whitespace). A lone
+ * 0x80 is `{}`, a valid empty message, and was once drawn here as "junk".
+ */
+const OBJECT_OPENERS = new Set([...Array.from({ length: 16 }, (_, i) => 0x80 + i), 0xde, 0xdf, 0x7b, 0x20, 0x09, 0x0a, 0x0d]);
+const junk = fc
+  .uint8Array({ minLength: 1, maxLength: 400 })
+  .filter((b) => !OBJECT_OPENERS.has(b[0]!))
+  .map((b) => [...b]);
 
 const KINDS = { sharedRefs, extension, invalidUtf8, deep, manyKeys, claimed, oversize, twisted, junk };
 type Kind = keyof typeof KINDS;
