@@ -11,11 +11,12 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../runtime/config/index.js";
 import { decode, encode } from "../runtime/codec/index.js";
-import { pipelineNames, type DeadLetter } from "../runtime/pipeline/streams.js";
+import { type DeadLetter } from "../runtime/pipeline/streams.js";
 import { RulesError, parseRules } from "../runtime/rules/schema.js";
 import type { ClusterStatus } from "../runtime/supervisor/status.js";
 import { TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
+import { names } from "../runtime/names.js";
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries: what a careless or hostile client sends.
@@ -199,7 +200,7 @@ describe("bad input against one running node", () => {
     url = `http://127.0.0.1:${(cluster.config.nodes[0] as { http: { port: number } }).http.port}/v1/messages`;
     js = jetstream(cluster.nc);
     // Every dead letter, as it is written.
-    const letters = await (await js.consumers.get(pipelineNames().dlqStream, { deliver_policy: DeliverPolicy.All })).consume();
+    const letters = await (await js.consumers.get(names().dlqStream, { deliver_policy: DeliverPolicy.All })).consume();
     stopDlq = () => letters.stop();
     void (async () => {
       for await (const m of letters) {

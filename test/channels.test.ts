@@ -18,8 +18,8 @@ import {
 import type { TopicConfig, WebhookTopicConfig } from "../runtime/config/schema.js";
 import { freePort } from "../runtime/nats/server.js";
 import type { Outcome, PushMessage } from "../runtime/pipeline/types.js";
-import { names } from "../runtime/subjects.js";
 import { startTestNats, waitFor } from "./helpers/nats.js";
+import { names } from "../runtime/names.js";
 
 const SECRET = "whsec_" + Buffer.from("a 32 byte key for the test suite").toString("base64");
 

@@ -11,10 +11,11 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { decode, encode } from "../runtime/codec/index.js";
-import { HEADER_ENVELOPE, HEADER_ID, type DeadLetter } from "../runtime/pipeline/streams.js";
+import { type DeadLetter } from "../runtime/pipeline/streams.js";
 import type { Envelope } from "../runtime/pipeline/types.js";
 import { runCli } from "./helpers/cluster.js";
 import { startTestNats } from "./helpers/nats.js";
+import { HEADER_ENVELOPE, HEADER_ID } from "../runtime/names.js";
 
 interface Env {
   nc: NatsConnection;

@@ -9,23 +9,15 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CheckpointConflictError,
-  CheckpointStore,
-  CheckpointUnreadableError,
-  FencedError,
-  checkpointKey,
-  type Checkpoint,
-} from "../actors/collector/checkpoints.js";
+import { CheckpointConflictError, CheckpointStore, CheckpointUnreadableError, FencedError, type Checkpoint } from "../actors/collector/checkpoints.js";
 import { CollectorRunner } from "../actors/collector/runner.js";
 import type { Batch, CollectedItem, Source } from "../actors/collector/source.js";
 import { parseConfig, type HeraldConfig } from "../runtime/config/index.js";
 import { createLogger } from "../runtime/log.js";
 import { QueueIO } from "../runtime/pipeline/queue-io.js";
 import { ensurePipeline } from "../runtime/pipeline/setup.js";
-import { pipelineNames } from "../runtime/pipeline/streams.js";
-import { collectorsBucket } from "../runtime/supervisor/status.js";
 import { startTestNats, waitFor } from "./helpers/nats.js";
+import { checkpointKey, names } from "../runtime/names.js";
 
 let nats: Awaited<ReturnType<typeof startTestNats>>;
 let nc: NatsConnection;
@@ -34,7 +26,7 @@ let kv: KV;
 beforeAll(async () => {
   nats = await startTestNats();
   nc = await connect({ servers: nats.url });
-  kv = await new Kvm(nc).create(collectorsBucket("herald"), { history: 5 });
+  kv = await new Kvm(nc).create(names("herald").collectorsBucket, { history: 5 });
 });
 afterAll(async () => {
   await nc?.close();
@@ -185,7 +177,7 @@ describe("collector runners with fencing", () => {
     });
 
   it("a stale ex-master woken mid-collection re-publishes (dropped as duplicates) but cannot move its successor's checkpoint", async () => {
-    const queued = async () => (await (await jetstreamManager(nc)).streams.info(pipelineNames("herald").queueStream)).state.messages;
+    const queued = async () => (await (await jetstreamManager(nc)).streams.info(names("herald").queueStream)).state.messages;
     const old = new ArraySource();
     old.add(5);
     const a = runner(old, 1);

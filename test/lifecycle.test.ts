@@ -17,9 +17,9 @@ import { launcherLockFile } from "../runtime/cli/launcher.js";
 import { isSameProcess, probeProcess } from "../runtime/lifecycle/index.js";
 import { bindBucket } from "../runtime/nats/buckets.js";
 import { findNatsServer, freePort } from "../runtime/nats/server.js";
-import { MASTER_KEY, nodeKey } from "../runtime/subjects.js";
 import { CLI, runCli } from "./helpers/cluster.js";
 import { startTestNats, waitFor } from "./helpers/nats.js";
+import { MASTER_KEY, nodeKey } from "../runtime/names.js";
 
 interface Started {
   pid: number;

@@ -9,7 +9,6 @@ import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../runtime/log.js";
-import { MASTER_KEY } from "../runtime/subjects.js";
 import {
   leaseRequestTimeoutMs,
   MasterLease,
@@ -18,6 +17,7 @@ import {
   type MasterLeaseOptions,
 } from "../runtime/supervisor/master-lease.js";
 import { startTestNats, waitFor } from "./helpers/nats.js";
+import { MASTER_KEY } from "../runtime/names.js";
 
 let nats: Awaited<ReturnType<typeof startTestNats>>;
 let nc: NatsConnection;

@@ -9,9 +9,10 @@ import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { decode } from "../runtime/codec/index.js";
-import { HEADER_DRILL, type DeadLetter } from "../runtime/pipeline/streams.js";
+import { type DeadLetter } from "../runtime/pipeline/streams.js";
 import { allRunning, TestCluster } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
+import { HEADER_DRILL } from "../runtime/names.js";
 
 let cluster: TestCluster | undefined;
 

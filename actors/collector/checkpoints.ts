@@ -19,6 +19,7 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { HeraldError } from "../../runtime/errors.js";
+import { checkpointKey } from "../../runtime/names.js";
 
 /**
  * Totals of what the checkpoint covers. Written with the cursor in one compare-and-set, so they are
@@ -52,7 +53,6 @@ export interface Checkpoint extends CheckpointTotals {
 }
 
 /** Key of a collector's checkpoint in the collectors bucket. */
-export const checkpointKey = (name: string) => `checkpoint.${name}`;
 
 /** A newer master's epoch holds the checkpoint: this writer must stop collecting. */
 export class FencedError extends HeraldError {

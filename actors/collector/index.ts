@@ -15,12 +15,12 @@ import { Actor, type ActorContext, type ActorCounters, type ActorFactory } from 
 import type { CollectorConfig } from "../../runtime/config/schema.js";
 import type { Logger } from "../../runtime/log.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
-import { collectorsBucket } from "../../runtime/supervisor/status.js";
 import { CheckpointStore } from "./checkpoints.js";
 import { HttpSource } from "./http.js";
 import { PostgresSource } from "./postgres.js";
 import { CollectorRunner } from "./runner.js";
 import type { Source } from "./source.js";
+import { names } from "../../runtime/names.js";
 
 /** Revisions kept per key of the collectors bucket: a few checkpoints back, for forensics. */
 const BUCKET_HISTORY = 5;
@@ -41,7 +41,7 @@ class CollectorActor extends Actor {
       log.error("collector actor started without a master epoch: not collecting");
       return;
     }
-    const kv = await ensureBucket({ nc, replicas: config.nats.replicas, log }, collectorsBucket(config.subjectPrefix), { history: BUCKET_HISTORY });
+    const kv = await ensureBucket({ nc, replicas: config.nats.replicas, log }, names(config.subjectPrefix).collectorsBucket, { history: BUCKET_HISTORY });
     const io = new QueueIO(jetstream(nc), {
       prefix: config.subjectPrefix,
       maxPayload: nc.info?.max_payload ?? 1_048_576,

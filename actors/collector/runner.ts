@@ -10,12 +10,13 @@ import type { CollectorConfig } from "../../runtime/config/schema.js";
 import { errorText } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/log.js";
 import type { QueueIO } from "../../runtime/pipeline/queue-io.js";
-import { collectorStatusKey, type CollectorStatus } from "../../runtime/supervisor/status.js";
+import { type CollectorStatus } from "../../runtime/supervisor/status.js";
 import { CheckpointConflictError, FencedError, type CheckpointStore, type CheckpointTotals } from "./checkpoints.js";
 import { enqueueBatch, type EnqueueContext } from "./enqueue.js";
 import { sameCursor } from "./page.js";
 import { nextDelayMs } from "./schedule.js";
 import type { CollectedItem, Source } from "./source.js";
+import { collectorStatusKey } from "../../runtime/names.js";
 
 export interface RunnerOptions {
   config: CollectorConfig;

@@ -9,9 +9,9 @@ import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
 import { decode, encode } from "../../runtime/codec/index.js";
 import { errorText } from "../../runtime/errors.js";
-import { pipelineNames } from "../../runtime/pipeline/streams.js";
 import type { Rendered, RenderReply, RenderRequest } from "../../runtime/pipeline/work.js";
 import { Renderer } from "./render.js";
+import { names } from "../../runtime/names.js";
 
 class ProcessorActor extends Actor {
   private renderer!: Renderer;
@@ -23,7 +23,7 @@ class ProcessorActor extends Actor {
     for (const e of this.renderer.templateErrors()) {
       log.error("template does not parse; its messages will become dead letters", { topic: e.topic, field: e.field, error: e.error });
     }
-    this.sub = nc.subscribe(pipelineNames(config.subjectPrefix).process, {
+    this.sub = nc.subscribe(names(config.subjectPrefix).process, {
       queue: "herald-processors",
       callback: (err, msg) => {
         if (!err) this.onBatch(msg);

@@ -9,7 +9,6 @@ import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
 import { decode, encode } from "../../runtime/codec/index.js";
 import { errorText } from "../../runtime/errors.js";
-import { pipelineNames } from "../../runtime/pipeline/streams.js";
 import type { Outcome } from "../../runtime/pipeline/types.js";
 import type { PushReply, PushRequest } from "../../runtime/pipeline/work.js";
 import { createChannels, type Channels } from "./channels/index.js";
@@ -19,9 +18,9 @@ class PusherActor extends Actor {
   private sub: Subscription | undefined;
 
   override async start(): Promise<void> {
-    const { nc, config, names } = this.ctx;
+    const { nc, names } = this.ctx;
     this.channels = createChannels(nc, names);
-    this.sub = nc.subscribe(pipelineNames(config.subjectPrefix).push, {
+    this.sub = nc.subscribe(names.push, {
       queue: "herald-pushers",
       callback: (err, msg) => {
         if (!err) void this.onBatch(msg);

@@ -24,8 +24,8 @@ import { originalOf } from "../../runtime/pipeline/stored.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
 import type { Envelope, Outcome, PushMessage } from "../../runtime/pipeline/types.js";
 import { batchPayload, type PushReply, type RenderReply } from "../../runtime/pipeline/work.js";
-import { names } from "../../runtime/subjects.js";
 import type { Held } from "./lane.js";
+import { names } from "../../runtime/names.js";
 
 /** What became of a dispatch, for the caller's counters. */
 export type Settled = "delivered" | "retrying" | "dead" | "requeued";

@@ -23,12 +23,12 @@ import { errorText } from "../../runtime/errors.js";
 import { bindBucket } from "../../runtime/nats/buckets.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import { originalOf, parseQueued, readExceptionEntry, unreadableLetter, type ParseContext } from "../../runtime/pipeline/stored.js";
-import { HEADER_DRILL } from "../../runtime/pipeline/streams.js";
 import { Dispatcher, type Settled } from "./dispatcher.js";
 import { laneShare } from "./fair-share.js";
 import { TopicLane, type Held } from "./lane.js";
 import { RulesView } from "./rules-view.js";
 import { SuspectLedger } from "./suspects.js";
+import { HEADER_DRILL } from "../../runtime/names.js";
 
 /** Fetch requests wait this long for messages before asking again, ms. */
 const FETCH_EXPIRES_MS = 2000;

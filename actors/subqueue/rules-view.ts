@@ -7,9 +7,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../runtime/log.js";
 import { bindBucket } from "../../runtime/nats/buckets.js";
 import { watchKv, type WatchHandle } from "../../runtime/nats/kv-watch.js";
-import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY } from "../../runtime/pipeline/streams.js";
 import { parseRules } from "../../runtime/rules/schema.js";
 import type { Rules } from "../../runtime/rules/types.js";
+import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY } from "../../runtime/names.js";
 
 export class RulesView {
   private readonly rules = new Map<string, Rules>();

@@ -8,7 +8,7 @@ import type { KV } from "@nats-io/kv";
 import { errorText } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/log.js";
 import { judgeDelivery, type SuspectMark } from "../../runtime/pipeline/poison.js";
-import { deathKey, suspectKey } from "../../runtime/pipeline/streams.js";
+import { deathKey, suspectKey } from "../../runtime/names.js";
 
 export type Admission =
   /**

@@ -5,8 +5,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
 import type { Logger } from "../log.js";
-import type { Names } from "../subjects.js";
 import type { ActorCounters, ActorInit } from "./protocol.js";
+import { type Names } from "../names.js";
 
 /** What an actor is given when it starts. */
 export interface ActorContext {

@@ -8,10 +8,10 @@ import type { HeraldConfig } from "../config/index.js";
 import { createLogger } from "../log.js";
 import { configAccess, connectNats } from "../nats/connect.js";
 import { parentEndpoint } from "../platform/index.js";
-import { names } from "../subjects.js";
 import type { Actor } from "./actor.js";
 import { loadActorFactory } from "./kinds.js";
 import type { ActorControl, ActorCounters, ActorInit } from "./protocol.js";
+import { names } from "../names.js";
 
 let actor: Actor | undefined;
 let nc: NatsConnection | undefined;

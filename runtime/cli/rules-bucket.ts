@@ -3,12 +3,12 @@ import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { LoadedConfig } from "../config/index.js";
 import { HeraldError } from "../errors.js";
-import { pipelineNames } from "../pipeline/streams.js";
 import { openClusterBucket } from "./context.js";
+import { names } from "../names.js";
 
 /** Opens the rules bucket, or says in one line that the cluster has never been started. */
 export function openRulesBucket(nc: NatsConnection, prefix: string): Promise<KV> {
-  return openClusterBucket(nc, pipelineNames(prefix).rulesBucket, "rules");
+  return openClusterBucket(nc, names(prefix).rulesBucket, "rules");
 }
 
 /** A `--topic` must be one of the config's topics; a usage error lists them otherwise. */

@@ -1,3 +1,4 @@
+import { names } from "../names.js";
 /**
  * The NATS permissions of Herald's three roles, as nats-server config. The same text is shipped in
  * deploy/nats/ (`npm run permissions` writes it; a test checks it matches) and written into the
@@ -13,9 +14,6 @@
  *   work subjects, or reach the JetStream API.
  * - **operator**: the CLI — status, stop, rules, pause, dead letters, publish, watch, fault drills.
  */
-import { pipelineNames } from "../pipeline/streams.js";
-import { collectorsBucket } from "../supervisor/status.js";
-import { names } from "../subjects.js";
 
 export type Role = "node" | "publisher" | "operator";
 export const ROLES: readonly Role[] = ["node", "publisher", "operator"];
@@ -29,8 +27,8 @@ export interface Permissions {
 
 /** Every KV bucket Herald uses: the registry, rules, poison marks and collector checkpoints. */
 function buckets(prefix: string): string[] {
-  const p = pipelineNames(prefix);
-  return [names(prefix).registryBucket, p.rulesBucket, p.poisonBucket, collectorsBucket(prefix)];
+  const p = names(prefix);
+  return [names(prefix).registryBucket, p.rulesBucket, p.poisonBucket, names(prefix).collectorsBucket];
 }
 
 /**

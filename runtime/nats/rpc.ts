@@ -35,7 +35,7 @@ export class Rpc {
   private readonly sweep: ReturnType<typeof setInterval>;
   private seq = 0;
 
-  /** @param inboxPrefix the connection's inbox prefix (a node's private one, see subjects.ts). */
+  /** @param inboxPrefix the connection's inbox prefix (a node's private one, see names.ts). */
   constructor(
     private readonly nc: NatsConnection,
     inboxPrefix?: string,

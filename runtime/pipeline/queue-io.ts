@@ -13,8 +13,9 @@ import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { encode } from "../codec/index.js";
 import { TooLargeError } from "../errors.js";
-import { HEADER_ENVELOPE, HEADER_ID, pipelineNames, type DeadLetter, type ExceptionEntry, type PipelineNames } from "./streams.js";
+import { type DeadLetter, type ExceptionEntry } from "./streams.js";
 import type { Envelope } from "./types.js";
+import { HEADER_ENVELOPE, HEADER_ID, type Names, names } from "../names.js";
 
 /** Room left in `max_payload` for headers (Nats-Msg-Id, Herald-Id…), bytes. */
 export const HEADER_ROOM_BYTES = 1024;
@@ -56,7 +57,7 @@ export interface QueueIOOptions {
 }
 
 export class QueueIO {
-  readonly names: PipelineNames;
+  readonly names: Names;
   private readonly maxPayload: number;
   private readonly isTopic: (topic: string) => boolean;
 
@@ -64,7 +65,7 @@ export class QueueIO {
     private readonly js: JetStreamClient,
     opts: QueueIOOptions,
   ) {
-    this.names = pipelineNames(opts.prefix);
+    this.names = names(opts.prefix);
     this.maxPayload = opts.maxPayload;
     this.isTopic = opts.isTopic;
   }

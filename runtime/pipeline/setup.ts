@@ -21,7 +21,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
 import type { Logger } from "../log.js";
 import { checkStreamReplicas, ensureBucket, type Storage } from "../nats/storage.js";
-import { LEGACY_CONSUMERS, pipelineNames, RULES_DEFAULT_KEY, rulesKey } from "./streams.js";
+import { LEGACY_CONSUMERS, RULES_DEFAULT_KEY, names, rulesKey } from "../names.js";
 
 /** Poison marks outlive any redelivery cycle by far; older ones are stale (a recreated stream). */
 const POISON_MARK_MAX_AGE_MS = 86_400_000;
@@ -29,7 +29,7 @@ const POISON_MARK_MAX_AGE_MS = 86_400_000;
 const MAX_ACTORS = 64;
 
 export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, log: Logger): Promise<void> {
-  const n = pipelineNames(config.subjectPrefix);
+  const n = names(config.subjectPrefix);
   const jsm = await jetstreamManager(nc);
   const storage: Storage = { nc, replicas: config.nats.replicas, log };
   const p = config.pipeline;

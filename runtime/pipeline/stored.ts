@@ -11,8 +11,9 @@ import type { TopicConfig } from "../config/index.js";
 import { seededRandom } from "../rules/random.js";
 import { decodeBudgets, decodeSubmission, envelopeProblem, validateSubmission, type DataLimits } from "./envelope.js";
 import type { Original } from "./queue-io.js";
-import { HEADER_ENVELOPE, type DeadLetter, type ExceptionEntry } from "./streams.js";
+import { type DeadLetter, type ExceptionEntry } from "./streams.js";
 import type { DeadReason, Envelope } from "./types.js";
+import { HEADER_ENVELOPE } from "../names.js";
 
 export type Parsed = { ok: true; envelope: Envelope } | { ok: false; dead: DeadLetter };
 

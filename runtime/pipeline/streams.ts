@@ -1,6 +1,6 @@
 /**
  * The JetStream layout of the pipeline: where messages, exceptions, dead letters, rules, pauses
- * and poison marks live. Every name derives from the subject prefix (default `herald`).
+ * and poison marks live, and why. The names themselves are made in ../names.ts.
  *
  * | what             | stream / bucket      | subjects                          | retention                     |
  * | ---------------- | -------------------- | --------------------------------- | ----------------------------- |
@@ -16,80 +16,6 @@
  * by the master (see sweeper.ts). Topic names starting with "_" are reserved for the subjects above.
  */
 import type { DeadReason, Envelope } from "./types.js";
-
-export interface PipelineNames {
-  queueStream: string;
-  /** Subject filter the queue stream captures: `herald.in.>`. */
-  queueSubjects: string;
-  /** `herald.in.<topic>`. */
-  in(topic: string): string;
-  exceptionStream: string;
-  /** Subject filter the exception stream captures: `herald.exc.>`. */
-  exceptionSubjects: string;
-  exc(topic: string): string;
-  dlqStream: string;
-  /** Subject filter the dead-letter stream captures: `herald.dlq.>`. */
-  dlqSubjects: string;
-  /** Dead letters of a configured topic. */
-  dlq(topic: string): string;
-  /** Dead letters of every topic that is not configured (one subject, however many junk topics). */
-  dlqUnknown: string;
-  /** The original of a dead letter too large to carry it (see {@link DeadLetter.body}). */
-  dlqBody(topicToken: string): string;
-  rulesBucket: string;
-  /** KV bucket of poison marks and actors' last deaths (see poison.ts). */
-  poisonBucket: string;
-  /** Durable consumer the sub-queue actors share on one topic of the queue stream. */
-  queueConsumer(topic: string): string;
-  /** Durable consumer the retry loops share on one topic of the exception stream. */
-  exceptionConsumer(topic: string): string;
-  /** Queue group of processor actors: `herald.work.process`. */
-  process: string;
-  /** Queue group of pusher actors: `herald.work.push`. */
-  push: string;
-}
-
-export function pipelineNames(prefix = "herald"): PipelineNames {
-  const up = prefix.toUpperCase().replace(/-/g, "_");
-  return {
-    queueStream: `${up}_QUEUE`,
-    queueSubjects: `${prefix}.in.>`,
-    in: (topic) => `${prefix}.in.${topic}`,
-    exceptionStream: `${up}_EXCEPTIONS`,
-    exceptionSubjects: `${prefix}.exc.>`,
-    exc: (topic) => `${prefix}.exc.${topic}`,
-    dlqStream: `${up}_DLQ`,
-    dlqSubjects: `${prefix}.dlq.>`,
-    dlq: (topic) => `${prefix}.dlq.${topic}`,
-    dlqUnknown: `${prefix}.dlq._unknown`,
-    dlqBody: (topicToken) => `${prefix}.dlq._body.${topicToken}`,
-    rulesBucket: `${prefix}_rules`,
-    poisonBucket: `${prefix}_poison`,
-    queueConsumer: (topic) => `subqueue-${topic}`,
-    exceptionConsumer: (topic) => `retry-${topic}`,
-    process: `${prefix}.work.process`,
-    push: `${prefix}.work.push`,
-  };
-}
-
-/** The consumers of Herald 0.1 (one for every topic); removed at setup, see setup.ts. */
-export const LEGACY_CONSUMERS = { queue: "subqueue", exceptions: "retry" } as const;
-
-/** Rules-bucket keys. */
-export const RULES_DEFAULT_KEY = "default";
-export const rulesKey = (topic: string) => `topic.${topic}`;
-export const PAUSE_ALL_KEY = "pause.all";
-export const pauseKey = (topic: string) => `pause.topic.${topic}`;
-
-/** Poison-bucket keys. */
-export const suspectKey = (stream: string, seq: number) => `${stream}.${seq}`;
-export const deathKey = (node: string, actor: string) => `death.${node}.${actor}`;
-
-/** Headers Herald sets on queued messages. */
-export const HEADER_ENVELOPE = "Herald-Envelope"; // "1": the payload is a validated msgpack Envelope
-export const HEADER_ID = "Herald-Id"; // the message id, on exception and dead-letter messages
-/** Fault drills (`faultInjection: true` only): `crash` or `hang` the sub-queue actor reading it. */
-export const HEADER_DRILL = "Herald-Drill";
 
 /** A dead letter as stored on `herald.dlq.<topic>` or `herald.dlq._unknown` (msgpack). */
 export interface DeadLetter {

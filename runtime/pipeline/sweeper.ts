@@ -19,8 +19,9 @@ import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import { decodeBudgets, envelopeProblem } from "./envelope.js";
 import { QueueIO, type Original } from "./queue-io.js";
-import { HEADER_ENVELOPE, pipelineNames, type DeadLetter } from "./streams.js";
+import { type DeadLetter } from "./streams.js";
 import type { Envelope } from "./types.js";
+import { HEADER_ENVELOPE, names } from "../names.js";
 
 /** How often the master looks for messages of unknown topics, ms. */
 export const SWEEP_INTERVAL_MS = 1000;
@@ -41,7 +42,7 @@ export class UnknownTopicSweeper {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.names = pipelineNames(config.subjectPrefix);
+    this.names = names(config.subjectPrefix);
   }
 
   start(): void {

@@ -19,7 +19,7 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
-import { MASTER_KEY } from "../subjects.js";
+import { MASTER_KEY } from "../names.js";
 
 export interface LeaseValue {
   /** Holder, or null when released. */

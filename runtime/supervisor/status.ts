@@ -102,10 +102,6 @@ export interface CollectorStatus {
   nextAttemptAt: string | null;
 }
 
-/** KV bucket of collector checkpoints (`checkpoint.<name>`) and status records (`status.<name>`). */
-export const collectorsBucket = (prefix: string) => `${prefix}_collectors`;
-/** Key of a collector's status record in {@link collectorsBucket}. */
-export const collectorStatusKey = (name: string) => `status.${name}`;
 
 /** What status shows for a collector whose record is missing, or written under an older master. */
 export function collectorView(

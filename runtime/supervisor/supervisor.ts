@@ -17,14 +17,13 @@ import { watchKv, type WatchHandle } from "../nats/kv-watch.js";
 import { monotonicNow } from "../platform/index.js";
 import { payloadRoomProblem } from "../pipeline/queue-io.js";
 import { ensurePipeline } from "../pipeline/setup.js";
-import { deathKey, pipelineNames } from "../pipeline/streams.js";
 import { UnknownTopicSweeper } from "../pipeline/sweeper.js";
-import { names, nodeKey, type Names } from "../subjects.js";
 import { ActorHost } from "./actor-host.js";
 import { LivenessJudge, type Judgement } from "./liveness.js";
 import { leaseRequestTimeoutMs, MasterLease } from "./master-lease.js";
 import { HeartbeatWriter, mainProcessIp, openRegistry, parseRecord } from "./registry.js";
 import type { NodeReport } from "./status.js";
+import { type Names, deathKey, names, nodeKey } from "../names.js";
 
 /** Work only the master does (timing collectors); started on gaining the lease, stopped on losing it. */
 export interface MasterDuty {
@@ -340,7 +339,7 @@ export class Supervisor {
    */
   private async recordDeath(actor: string, reason: string): Promise<void> {
     try {
-      const kv = await bindBucket(this.nc, pipelineNames(this.config.subjectPrefix).poisonBucket);
+      const kv = await bindBucket(this.nc, names(this.config.subjectPrefix).poisonBucket);
       await kv.put(deathKey(this.node.name, actor), JSON.stringify({ reason: reason.slice(0, 500), at: new Date().toISOString() }));
     } catch (err) {
       this.log.debug("could not record an actor's death", { actor, error: errorText(err) });

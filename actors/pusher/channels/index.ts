@@ -4,10 +4,10 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
-import type { Names } from "../../../runtime/subjects.js";
 import type { Channel } from "./channel.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
+import { type Names } from "../../../runtime/names.js";
 
 export { pushPayload } from "./channel.js";
 export { NatsChannel } from "./nats.js";

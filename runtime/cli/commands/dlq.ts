@@ -11,8 +11,9 @@ import { decodeUntrusted, encode } from "../../codec/index.js";
 import type { HeraldConfig } from "../../config/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { decodeBudgets, envelopeProblem, type DataLimits } from "../../pipeline/envelope.js";
-import { HEADER_ENVELOPE, HEADER_ID, pipelineNames, type DeadLetter, type PipelineNames } from "../../pipeline/streams.js";
+import { type DeadLetter } from "../../pipeline/streams.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
+import { HEADER_ENVELOPE, HEADER_ID, type Names, names } from "../../names.js";
 
 export interface DlqFlags extends CommonFlags {
   topic?: string;
@@ -53,7 +54,7 @@ export async function dlqCommand(action: string | undefined, ids: string[], flag
   const limit = action === "list" ? parseLimit(flags.limit) : Infinity;
   const loaded = await loadFromFlags(flags);
   const { config } = loaded;
-  const n = pipelineNames(config.subjectPrefix);
+  const n = names(config.subjectPrefix);
   const scope = letterScope(config, n, flags.topic);
   const nc = await connectCli(accessFor(flags, loaded));
   try {
@@ -87,7 +88,7 @@ export interface LetterScope {
   bodySubject?: string;
 }
 
-export function letterScope(config: Pick<HeraldConfig, "topics">, n: PipelineNames, topic: string | undefined): LetterScope {
+export function letterScope(config: Pick<HeraldConfig, "topics">, n: Names, topic: string | undefined): LetterScope {
   if (topic === undefined) return {};
   if (Object.hasOwn(config.topics, topic)) return { topic, subject: n.dlq(topic), bodySubject: n.dlqBody(topic) };
   return { topic, subject: n.dlqUnknown };
@@ -99,7 +100,7 @@ export function letterScope(config: Pick<HeraldConfig, "topics">, n: PipelineNam
  */
 export async function readLetters(
   jsm: JetStreamManager,
-  n: PipelineNames,
+  n: Names,
   scope: LetterScope,
   limit: number,
   limits: DataLimits,
@@ -138,7 +139,7 @@ async function streamInfo(jsm: JetStreamManager, stream: string, filter: string)
   }
 }
 
-function toLetter(m: StoredMsg, n: PipelineNames, limits: DataLimits): StoredLetter {
+function toLetter(m: StoredMsg, n: Names, limits: DataLimits): StoredLetter {
   const subjectTopic = m.subject === n.dlqUnknown ? "" : m.subject.slice(n.dlq("").length);
   const headerId = m.header?.get(HEADER_ID) || undefined;
   const decoded = decodeUntrusted(m.data, { ...decodeBudgets(limits), maxStringBytes: Math.max(limits.maxStringBytes, m.data.length) });
@@ -213,7 +214,7 @@ const REPLAYABLE_RAW = new Set(["poison", "unknown-topic", "too-large"]);
  * only then deletes the letter (and its kept original), so a failure in between leaves a copy,
  * never none.
  */
-async function replay(nc: NatsConnection, jsm: JetStreamManager, n: PipelineNames, letters: StoredLetter[], limits: DataLimits): Promise<number> {
+async function replay(nc: NatsConnection, jsm: JetStreamManager, n: Names, letters: StoredLetter[], limits: DataLimits): Promise<number> {
   if (letters.length === 0) {
     process.stdout.write("no dead letters to replay\n");
     return 0;
@@ -245,7 +246,7 @@ async function replay(nc: NatsConnection, jsm: JetStreamManager, n: PipelineName
 /** What a replay of `l` publishes, or why it cannot be replayed. */
 async function replayable(
   jsm: JetStreamManager,
-  n: PipelineNames,
+  n: Names,
   l: StoredLetter,
   limits: DataLimits,
 ): Promise<{ subject: string; data: Uint8Array; envelopeHeader: boolean } | { refused: string }> {
@@ -270,7 +271,7 @@ async function replayable(
   return { subject, data: letter.raw, envelopeHeader: letter.envelopeHeader === true };
 }
 
-async function purge(jsm: JetStreamManager, n: PipelineNames, scope: LetterScope, limits: DataLimits): Promise<number> {
+async function purge(jsm: JetStreamManager, n: Names, scope: LetterScope, limits: DataLimits): Promise<number> {
   let purged: number;
   if (scope.topic === undefined) {
     const subjects = (await streamInfo(jsm, n.dlqStream, n.dlqSubjects)).state.subjects ?? {};

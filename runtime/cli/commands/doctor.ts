@@ -12,11 +12,9 @@ import path from "node:path";
 import type { HeraldConfig } from "../../config/index.js";
 import { errorText } from "../../errors.js";
 import { describeAccess, type NatsAccess } from "../../nats/connect.js";
-import { pipelineNames } from "../../pipeline/streams.js";
-import { collectorsBucket } from "../../supervisor/status.js";
-import { names } from "../../subjects.js";
 import { accessFor, connectCli, loadFromFlags, type CommonFlags } from "../context.js";
 import { doctorChecks, renderDoctor, type DoctorFacts } from "../doctor-checks.js";
+import { names } from "../../names.js";
 
 export interface DoctorFlags extends CommonFlags {
   json?: boolean;
@@ -74,8 +72,8 @@ async function gatherFacts(config: HeraldConfig, access: NatsAccess): Promise<Do
 /** Every stream and bucket Herald creates that exists now, with its replicas. */
 async function heraldStreams(nc: NatsConnection, prefix: string): Promise<DoctorFacts["streams"]> {
   const jsm = await jetstreamManager(nc, { timeout: 5000 });
-  const p = pipelineNames(prefix);
-  const wanted = [p.queueStream, p.exceptionStream, p.dlqStream, ...[names(prefix).registryBucket, p.rulesBucket, p.poisonBucket, collectorsBucket(prefix)].map((b) => `KV_${b}`)];
+  const p = names(prefix);
+  const wanted = [p.queueStream, p.exceptionStream, p.dlqStream, ...[names(prefix).registryBucket, p.rulesBucket, p.poisonBucket, names(prefix).collectorsBucket].map((b) => `KV_${b}`)];
   const found = await Promise.all(wanted.map((name) => jsm.streams.info(name).then((i) => ({ name, replicas: i.config.num_replicas || 1 }), () => undefined)));
   return found.filter((x): x is { name: string; replicas: number } => x !== undefined);
 }

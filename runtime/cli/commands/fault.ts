@@ -1,8 +1,8 @@
 import { decode, encode } from "../../codec/index.js";
 import { HeraldError } from "../../errors.js";
-import { names } from "../../subjects.js";
 import type { ControlReply, ControlRequest } from "../../supervisor/supervisor.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
+import { names } from "../../names.js";
 
 export interface FaultFlags extends CommonFlags {
   node?: string;

@@ -5,9 +5,9 @@
  */
 import type { KV } from "@nats-io/kv";
 import { errorText, HeraldError } from "../../errors.js";
-import { PAUSE_ALL_KEY, pauseKey } from "../../pipeline/streams.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { openRulesBucket, requireTopic } from "../rules-bucket.js";
+import { PAUSE_ALL_KEY, pauseKey } from "../../names.js";
 
 export interface PauseFlags extends CommonFlags {
   topic?: string;

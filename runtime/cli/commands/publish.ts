@@ -5,9 +5,9 @@
 import { errors } from "@nats-io/transport-node";
 import { decodeLenient } from "../../codec/index.js";
 import { errorText, HeraldError } from "../../errors.js";
-import { names } from "../../subjects.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { readJsonObject } from "../input.js";
+import { names } from "../../names.js";
 
 export interface PublishFlags extends CommonFlags {
   data?: string;

@@ -6,12 +6,12 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { LoadedConfig } from "../../config/index.js";
 import { HeraldError } from "../../errors.js";
-import { PAUSE_ALL_KEY, pauseKey, RULES_DEFAULT_KEY, rulesKey } from "../../pipeline/streams.js";
 import { parseRules, RulesError } from "../../rules/schema.js";
 import type { Rules } from "../../rules/types.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { readJsonObject } from "../input.js";
 import { openRulesBucket, requireTopic } from "../rules-bucket.js";
+import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY, pauseKey, rulesKey } from "../../names.js";
 
 export interface RulesFlags extends CommonFlags {
   topic?: string;

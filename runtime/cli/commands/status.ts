@@ -4,24 +4,14 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { decode } from "../../codec/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { bindBucket } from "../../nats/buckets.js";
-import { pipelineNames } from "../../pipeline/streams.js";
 import { monotonicNow } from "../../platform/index.js";
-import { MASTER_KEY, names, nodeKey } from "../../subjects.js";
 import { LivenessJudge, type Judgement } from "../../supervisor/liveness.js";
 import type { LeaseValue } from "../../supervisor/master-lease.js";
 import { parseRecord, type RegistryRecord } from "../../supervisor/registry.js";
-import {
-  assembleStatus,
-  collectorsBucket,
-  collectorStatusKey,
-  collectorView,
-  type ClusterStatus,
-  type CollectorStatus,
-  type NodeReport,
-  type StatusWarning,
-} from "../../supervisor/status.js";
+import { assembleStatus, collectorView, type ClusterStatus, type CollectorStatus, type NodeReport, type StatusWarning } from "../../supervisor/status.js";
 import { connectCli, loadFromFlags, openClusterBucket, accessFor, type CommonFlags } from "../context.js";
 import { renderStatus } from "../render-status.js";
+import { MASTER_KEY, collectorStatusKey, names, nodeKey } from "../../names.js";
 
 export interface StatusFlags extends CommonFlags {
   json?: boolean;
@@ -89,7 +79,7 @@ export async function collectorStatuses(
   if (configured.length === 0) return [];
   let kv: KV | undefined;
   try {
-    kv = await bindBucket(nc, collectorsBucket(prefix));
+    kv = await bindBucket(nc, names(prefix).collectorsBucket);
   } catch {
     // No collector has run on this NATS yet.
   }
@@ -113,7 +103,7 @@ export async function collectorStatuses(
  * exist yet (cluster never started) counts 0.
  */
 export async function pipelineCounts(nc: NatsConnection, prefix: string): Promise<Pick<ClusterStatus, "queue" | "exceptions" | "warnings">> {
-  const p = pipelineNames(prefix);
+  const p = names(prefix);
   const jsm = await jetstreamManager(nc);
   const read = async (stream: string) => {
     try {

@@ -1,6 +1,6 @@
 import { HeraldError } from "../../errors.js";
-import { names } from "../../subjects.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
+import { names } from "../../names.js";
 
 export interface WatchFlags extends CommonFlags {
   count?: string;
