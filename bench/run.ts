@@ -3,7 +3,7 @@
  * machine, so ratios are meaningful even where absolute figures drift.
  *
  *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
- *                 [-- --only raw,herald,webhook,cluster,bullmq,recovery]
+ *                 [-- --only raw,herald,webhook,slow,cluster,bullmq,recovery]
  *                 [-- --max-in-flight 16,64,256] [-- --baseline DIR [--rounds N]]
  *
  * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
@@ -25,6 +25,7 @@ import { bullmq, redisReachable, type BullResult } from "./lib/bullmq.js";
 import { heraldEndToEnd, type HeraldResult } from "./lib/herald.js";
 import { rawJetStream, type ThroughputResult } from "./lib/raw.js";
 import { recovery, type RecoveryResult } from "./lib/recovery.js";
+import { slowEndpoint, type SlowEndpointResult } from "./lib/slow-endpoint.js";
 import { log } from "./lib/stats.js";
 
 const { values } = parseArgs({
@@ -59,7 +60,7 @@ if (sweep.some((v) => !Number.isInteger(v) || v < 1)) {
 }
 /** Another Herald checkout, built (`npm run build`), whose 1-node scenario runs beside this one's. */
 const baseline = values.baseline === undefined ? undefined : baselineOf(values.baseline);
-const only = new Set((values.only ?? "raw,herald,webhook,cluster,bullmq,recovery").split(","));
+const only = new Set((values.only ?? "raw,herald,webhook,slow,cluster,bullmq,recovery").split(","));
 if (quick && !values.only) only.delete("cluster");
 
 interface Results {
@@ -67,6 +68,7 @@ interface Results {
   herald?: HeraldResult;
   heraldHalf?: HeraldResult;
   webhook?: HeraldResult;
+  slow?: SlowEndpointResult;
   cluster?: HeraldResult;
   bullmq?: BullResult | { skipped: string };
   /** The 1-node full-speed scenario run by this build and another (--baseline), alternately. */
@@ -108,6 +110,10 @@ async function main(): Promise<void> {
   if (only.has("webhook")) {
     log(`Herald, 1 node, webhook channel to a loopback server: ${count} messages…`);
     r.webhook = await heraldEndToEnd({ nodes: 1, channel: "webhook", count, inflight });
+  }
+  if (only.has("slow")) {
+    log(`Herald, 1 node, webhook: a fast topic alone and beside a slow endpoint…`);
+    r.slow = await slowEndpoint(count, inflight);
   }
   if (only.has("cluster")) {
     log(`Herald, the 4-node example shape, nats channel: ${count} messages…`);
@@ -168,6 +174,11 @@ function render(r: Results): string {
   for (const { value, result } of r.maxInFlight ?? []) row(`Herald 1 node, nats, maxInFlight ${value}`, result, rss(result));
   row("Herald 1 node, webhook", r.webhook, rss(r.webhook));
   row("Herald 4 nodes, nats", r.cluster, rss(r.cluster));
+  if (r.slow) {
+    const sl = r.slow;
+    rows.push(["Herald 1 node, webhook, fast topic alone", n(sl.soloPerSec), "", "", "", ratio(sl.soloPerSec, r.raw?.msgsPerSec), ratio(sl.soloPerSec, bull?.msgsPerSec), ""]);
+    rows.push([`Herald 1 node, webhook, fast topic beside a ${sl.slowDelayMs / 1000} s endpoint`, n(sl.mixedPerSec), "", "", "", ratio(sl.mixedPerSec, r.raw?.msgsPerSec), ratio(sl.mixedPerSec, bull?.msgsPerSec), `${ratio(sl.mixedPerSec, sl.soloPerSec)} of alone; ${n(sl.slowDelivered)} slow pushes meanwhile`]);
+  }
   if (bull) row("BullMQ 50 workers (no-op jobs)", bull, `addBulk ${n(bull.addPerSec)}/s`);
   else if (r.bullmq) rows.push(["BullMQ", "skipped", "", "", "", "", "", (r.bullmq as { skipped: string }).skipped]);
   const head = ["scenario", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "÷ raw", "÷ BullMQ", "notes"];

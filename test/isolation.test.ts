@@ -77,7 +77,7 @@ describe("topic isolation", () => {
     await waitFor(() => new Set(demo).size === 3000, { timeoutMs: 30_000, what: "all 3000 demo messages after resume" });
   });
 
-  it("a topic whose webhook is slow holds its share of in-flight pushes; another topic goes first", async () => {
+  it("a topic whose webhook is slow holds its own in-flight slots, at most its concurrency; another topic goes first", async () => {
     // Every request waits until the test lets it go; the test records when the other topic arrived.
     const waiting: (() => void)[] = [];
     let received = 0;
@@ -88,16 +88,25 @@ describe("topic isolation", () => {
     });
     await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow`;
-    const c = await oneNode({ slow: { channel: "webhook", url, timeoutMs: 30_000 }, demo: { channel: "nats" } }, { maxInFlight: 8 });
+    let open = 0;
+    let mostOpen = 0;
+    server.on("request", (_req, res) => {
+      mostOpen = Math.max(mostOpen, ++open);
+      res.on("finish", () => open--);
+    });
+    const c = await oneNode({ slow: { channel: "webhook", url, timeoutMs: 30_000, concurrency: 6 }, demo: { channel: "nats" } }, { maxInFlight: 8 });
     const demo = arrivals(c, "demo");
     await c.nc.flush();
     const js = jetstream(c.nc);
     await backlog(js, "slow", 40);
-    // It may take 6 of the 8 slots (the last quarter stays free for other topics).
+    // Its concurrency: 6 requests at once, and no more however long they take.
     await waitFor(() => received >= 6, { timeoutMs: 10_000, what: "the slow webhook holding 6 requests" });
+
     await js.publish("herald.in.demo", JSON.stringify({ id: "demo-1", data: {} }));
     // No slow request has finished: the demo message must not need one of their slots.
     await waitFor(() => demo.includes("demo-1"), { timeoutMs: 5000, what: "the demo message while the webhook holds every request" });
+    // Meanwhile no 7th request was sent.
+    expect(received).toBe(6);
     for (const release of waiting.splice(0)) release();
     const releaser = setInterval(() => waiting.splice(0).forEach((release) => release()), 20);
     try {
@@ -105,6 +114,8 @@ describe("topic isolation", () => {
     } finally {
       clearInterval(releaser);
     }
+    expect(received).toBe(40);
+    expect(mostOpen).toBe(6);
   });
 
   it("a topic with a 20,000-message backlog does not delay a message on another topic", async () => {

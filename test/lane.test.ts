@@ -30,7 +30,7 @@ describe("TopicLane clocks", () => {
       const clock = fakeClock(skewMs);
       // A lifo primary: the sub-queue waits to close (a fifo one would stream each message at once).
       const view = new RulesView({ primary: "lifo", secondary: "fifo", maxCount: 100, maxAgeMs: 100 }, createLogger("test"), () => {});
-      const lane = new TopicLane("t", view, clock);
+      const lane = new TopicLane("t", view, clock, 64);
       lane.add(held("m1"));
       clock.advance(60);
       lane.add(held("m2"));
@@ -47,7 +47,7 @@ describe("TopicLane clocks", () => {
   it("due retries leave before new messages, and count against the lane's budget", () => {
     const clock = fakeClock(0);
     const view = new RulesView({ primary: "fifo", secondary: "fifo", maxCount: 1 }, createLogger("test"), () => {});
-    const lane = new TopicLane("t", view, clock);
+    const lane = new TopicLane("t", view, clock, 64);
     lane.add(held("new"));
     lane.addRetry(held("retry"));
     expect(lane.held).toBe(2);

@@ -4,7 +4,6 @@
  * the dead-letter stream warns.
  */
 import { describe, expect, it } from "vitest";
-import { laneShare } from "../actors/subqueue/fair-share.js";
 import { deadLetterWarnings } from "../runtime/cli/commands/status.js";
 import { judgeDelivery, POISON_STRIKES, type DeliveryFacts, type SuspectMark } from "../runtime/pipeline/poison.js";
 import { payloadRoomProblem } from "../runtime/pipeline/queue-io.js";
@@ -100,24 +99,6 @@ describe("decideSettlement", () => {
   it("backoffDelay repeats the last step", () => {
     expect([1, 2, 3, 4, 9].map((n) => backoffDelay(policy.backoffMs, n))).toEqual([1000, 5000, 30_000, 30_000, 30_000]);
     expect(backoffDelay([], 1)).toBe(0);
-  });
-});
-
-describe("laneShare", () => {
-  it("a topic alone uses the whole budget when it is the only topic", () => {
-    expect(laneShare(64, 1, 1)).toBe(64);
-  });
-
-  it("a topic alone keeps the last quarter free while other topics exist", () => {
-    expect(laneShare(64, 1, 5)).toBe(48);
-    expect(laneShare(8, 1, 2)).toBe(6);
-  });
-
-  it("busy topics share equally, and always get at least one slot", () => {
-    expect(laneShare(64, 2, 5)).toBe(32);
-    expect(laneShare(64, 3, 5)).toBe(22);
-    expect(laneShare(4, 10, 10)).toBe(1);
-    expect(laneShare(1, 1, 3)).toBe(1);
   });
 });
 

@@ -5,10 +5,11 @@
  * runs each topic's exception-queue retries.
  *
  * Topics are isolated: each has its own consumer on the queue and on the exception queue, its own
- * budget of held messages (`pipeline.maxHeld`) and a fair share of the in-flight budget
- * (fair-share.ts). A paused topic fills its own budget and then is simply not fetched; a slow one
- * holds its share of in-flight slots; a backlog is read by its own consumer. None of them stands
- * in front of another topic's messages.
+ * budget of held messages (`pipeline.maxHeld`) and its own budget of pushes in flight
+ * (`topics.<name>.concurrency`, default `pipeline.maxInFlight`). A paused topic fills its held
+ * budget and then is simply not fetched; a slow endpoint holds its own in-flight slots and no
+ * others; a backlog is read by its own consumer. None of them stands in front of another topic's
+ * messages.
  *
  * Every sub-queue actor in the cluster shares each topic's durable consumer, so the work is spread
  * over all of them; the order the rules define holds among the messages one actor holds. Held
@@ -24,7 +25,6 @@ import { bindBucket } from "../../runtime/nats/buckets.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import { originalOf, parseQueued, readExceptionEntry, unreadableLetter, type ParseContext } from "../../runtime/pipeline/stored.js";
 import { Dispatcher, type Settled } from "./dispatcher.js";
-import { laneShare } from "./fair-share.js";
 import { TopicLane, type Held } from "./lane.js";
 import { RulesView } from "./rules-view.js";
 import { SuspectLedger } from "./suspects.js";
@@ -79,7 +79,7 @@ export class SubQueueActor extends Actor {
     this.view = new RulesView(config.rules, log, () => this.onRulesChanged());
     await this.view.start(nc, this.io.names.rulesBucket);
     for (const topic of Object.keys(topics)) {
-      const lane = new TopicLane(topic, this.view, this.clock);
+      const lane = new TopicLane(topic, this.view, this.clock, topics[topic]!.concurrency ?? config.pipeline.maxInFlight);
       this.lanes.set(topic, lane);
       this.loops.push(
         this.fetchLoop(lane, "queue", () => js.consumers.get(this.io.names.queueStream, this.io.names.queueConsumer(topic))),
@@ -254,14 +254,12 @@ export class SubQueueActor extends Actor {
     if (!this.running) return;
     clearTimeout(this.pumpTimer);
     this.pumpTimer = undefined;
-    const max = this.ctx.config.pipeline.maxInFlight;
     const lanes = [...this.lanes.values()].filter((l) => !l.paused);
-    const share = laneShare(max, lanes.filter((l) => l.held > 0 || l.inFlight > 0).length, lanes.length);
-    // Round-robin over topics, a batch each per round, within each topic's share.
-    for (let progressed = true; progressed && this.inFlight.size < max; ) {
+    // Round-robin over topics, a batch each per round, each within its own in-flight budget.
+    for (let progressed = true; progressed; ) {
       progressed = false;
       for (const lane of lanes) {
-        const room = Math.min(share - lane.inFlight, max - this.inFlight.size, BATCH_MAX);
+        const room = Math.min(lane.concurrency - lane.inFlight, BATCH_MAX);
         const batch: Held[] = [];
         for (let h = room > 0 ? lane.next() : undefined; h; h = batch.length < room ? lane.next() : undefined) batch.push(h);
         if (batch.length === 0) continue;

@@ -41,6 +41,8 @@ export class TopicLane {
     readonly topic: string,
     private readonly view: RulesView,
     private readonly clock: Clock,
+    /** Pushes of this topic in flight at most (`topics.<name>.concurrency`, else `pipeline.maxInFlight`). */
+    readonly concurrency: number,
   ) {
     // Sub-queue windows run on this node's monotonic clock from when it received each message:
     // no other host's clock (not even the server's stored timestamps) enters the decision.

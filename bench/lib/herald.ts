@@ -29,7 +29,7 @@ export interface HeraldResult extends ThroughputResult {
   peakRssMiB: Record<string, number | undefined>;
 }
 
-interface Sink {
+export interface Sink {
   url?: string;
   seen: Set<string>;
   latencies: number[];
@@ -42,14 +42,19 @@ function record(sink: Sink, body: { id: string; createdAt: number }): void {
   sink.latencies.push(Date.now() - body.createdAt);
 }
 
-async function webhookSink(): Promise<Sink> {
+/** A loopback webhook receiver; `delayMs`: how long it takes to answer each request (a slow endpoint). */
+export async function webhookSink(delayMs = 0): Promise<Sink> {
   const sink: Sink = { seen: new Set(), latencies: [], close: async () => undefined };
   const server = createServer((req, res) => {
     let body = "";
     req.on("data", (c) => (body += c));
     req.on("end", () => {
-      record(sink, JSON.parse(body));
-      res.writeHead(200).end();
+      const answer = () => {
+        record(sink, JSON.parse(body));
+        res.writeHead(200).end();
+      };
+      if (delayMs > 0) setTimeout(answer, delayMs);
+      else answer();
     });
   });
   server.keepAliveTimeout = 60_000;

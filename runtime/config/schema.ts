@@ -121,7 +121,9 @@ const pipeline = z
   .strictObject({
     maxInFlight: integer(1, 10_000)
       .default(64)
-      .describe("Messages a sub-queue actor has dispatched and not yet seen pushed. 1 makes deliveries complete in dispatch order."),
+      .describe(
+        "Messages of one topic a sub-queue actor has dispatched and not yet seen pushed (each topic has its own budget; topics.<name>.concurrency overrides it). 1 makes a topic's deliveries complete in dispatch order.",
+      ),
     maxHeld: integer(1, 100_000)
       .default(1000)
       .describe(
@@ -217,6 +219,11 @@ const natsTopic = z
       .optional()
       .describe("Subject the rendered message is published on. Default: <subjectPrefix>.out.<topic>."),
     template: template.optional(),
+    concurrency: integer(1, 10_000)
+      .optional()
+      .describe(
+        "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
+      ),
     rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
   })
   .describe("Push on a NATS subject.");
@@ -246,6 +253,11 @@ const webhookTopic = z
       .optional()
       .describe("Extra request headers."),
     template: template.optional(),
+    concurrency: integer(1, 10_000)
+      .optional()
+      .describe(
+        "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
+      ),
     rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
   })
   .describe("Push by HTTP POST to a webhook (Standard Webhooks signatures).");
