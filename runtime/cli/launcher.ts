@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import type { LoadedConfig } from "../config/index.js";
 import { createLogger, type Logger } from "../log.js";
 import { LockHeldError, PidLock, Watchdog, launcherPipeSpawnOptions } from "../lifecycle/index.js";
-import { scriptCommand } from "../platform/index.js";
+import { NODE_HEAP_FLAGS, scriptCommand } from "../platform/index.js";
 import { EmbeddedServer } from "./embedded-server.js";
 
 const CLI_MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
@@ -102,7 +102,8 @@ async function run(loaded: LoadedConfig, flags: LaunchFlags, ctx: { lock: PidLoc
   for (const node of stopping ? [] : config.nodes) {
     const args = ["start", "-c", loaded.file, "--node", node.name];
     if (flags.server) args.push("--server", flags.server);
-    const [cmd, argv] = scriptCommand(CLI_MAIN, args);
+    // This process's runtime flags, and a small young generation for the node's main thread.
+    const [cmd, argv] = scriptCommand(CLI_MAIN, args, [...process.execArgv, ...NODE_HEAP_FLAGS]);
     const child = spawn(cmd, argv, launcherPipeSpawnOptions());
     child.stdin?.on("error", () => undefined);
     if (child.pid !== undefined) {

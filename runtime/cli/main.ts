@@ -10,16 +10,6 @@ import { ConfigError } from "../config/index.js";
 import { HeraldError } from "../errors.js";
 import { repoRoot } from "../platform/repo.js";
 import { NatsServerMissingError, NatsServerStartError } from "../nats/server.js";
-import { dlqCommand } from "./commands/dlq.js";
-import { doctorCommand } from "./commands/doctor.js";
-import { faultCommand } from "./commands/fault.js";
-import { pauseCommand } from "./commands/pause.js";
-import { publishCommand } from "./commands/publish.js";
-import { watchCommand } from "./commands/watch.js";
-import { rulesCommand } from "./commands/rules.js";
-import { startCommand } from "./commands/start.js";
-import { statusCommand } from "./commands/status.js";
-import { stopCommand } from "./commands/stop.js";
 
 export const HELP = `herald — message-push cluster runtime on NATS
 
@@ -166,28 +156,30 @@ async function main(argv: string[]): Promise<number> {
   if (parsed.positionals.length > spec.positionals) {
     throw new HeraldError("USAGE", `herald ${name}: unexpected argument "${parsed.positionals[spec.positionals]}"`);
   }
+  // Each command's module is loaded when it runs: a node process (`start`) does not carry the
+  // rest of the CLI in memory.
   switch (command) {
     case "start":
-      return startCommand(flags);
+      return (await import("./commands/start.js")).startCommand(flags);
     case "status":
-      return statusCommand(flags);
+      return (await import("./commands/status.js")).statusCommand(flags);
     case "doctor":
-      return doctorCommand(flags);
+      return (await import("./commands/doctor.js")).doctorCommand(flags);
     case "stop":
-      return stopCommand(flags);
+      return (await import("./commands/stop.js")).stopCommand(flags);
     case "fault":
-      return faultCommand(parsed.positionals[0], flags);
+      return (await import("./commands/fault.js")).faultCommand(parsed.positionals[0], flags);
     case "publish":
-      return publishCommand(parsed.positionals[0], flags);
+      return (await import("./commands/publish.js")).publishCommand(parsed.positionals[0], flags);
     case "watch":
-      return watchCommand(parsed.positionals[0], flags);
+      return (await import("./commands/watch.js")).watchCommand(parsed.positionals[0], flags);
     case "rules":
-      return rulesCommand(action, flags);
+      return (await import("./commands/rules.js")).rulesCommand(action, flags);
     case "pause":
     case "resume":
-      return pauseCommand(flags, command === "resume");
+      return (await import("./commands/pause.js")).pauseCommand(flags, command === "resume");
     case "dlq":
-      return dlqCommand(action, parsed.positionals, flags);
+      return (await import("./commands/dlq.js")).dlqCommand(action, parsed.positionals, flags);
   }
   return 2;
 }

@@ -29,8 +29,19 @@ export function spawnWorker(entry: URL, name: string): WorkerThread {
   return isDeno ? spawnWebWorker(entry, name) : spawnNodeWorker(entry, name);
 }
 
+/**
+ * V8's young generation, kept small in every isolate of a node. By default each isolate may grow
+ * it to 48 MiB under load (3 × a 16 MiB semi-space), and a node has five or six isolates: at full
+ * speed that was most of the difference between idle and peak RSS. With these limits a one-node
+ * bench peaked at 174–176 MiB instead of 225–231 MiB, throughput within the run-to-run spread
+ * (BENCHMARKS.md, Memory). Node only: Deno sets its own.
+ */
+export const WORKER_YOUNG_GENERATION_MB = 3;
+/** The same for a node's main thread (the supervisor): a startup flag, so the launcher passes it. */
+export const NODE_HEAP_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
+
 function spawnNodeWorker(entry: URL, name: string): WorkerThread {
-  const worker = new NodeWorker(entry, { name });
+  const worker = new NodeWorker(entry, { name, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
   let ended = false;
   let lastError: Error | undefined;
   const listeners: ((end: WorkerEnd) => void)[] = [];

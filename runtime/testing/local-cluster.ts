@@ -16,6 +16,7 @@ import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
 import { freePort } from "../nats/server.js";
 import { LAUNCHER_PIPE_ENV } from "../lifecycle/index.js";
 import { repoRoot } from "../platform/repo.js";
+import { NODE_HEAP_FLAGS } from "../platform/index.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 import { startTempNatsCluster } from "./temp-nats-cluster.js";
 import { startTempNats, type TempNats } from "./temp-nats.js";
@@ -175,7 +176,7 @@ export class LocalCluster {
   /** Starts `herald start --node NAME` as a child process. */
   startNode(name: string): NodeProc {
     const args = [this.cliPath, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
-    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, args];
+    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, [...NODE_HEAP_FLAGS, ...args]];
     const skew = this.skew[name];
     const proc = spawn(cmd, argv, {
       // The launcher's pipe: a node of a test run that dies (killed, timed out) drains and exits
