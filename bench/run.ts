@@ -3,7 +3,7 @@
  * machine, so ratios are meaningful even where absolute figures drift.
  *
  *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
- *                 [-- --only raw,herald,webhook,slow,cluster,bullmq,recovery]
+ *                 [-- --only raw,herald,webhook,slow,cluster,idle,bullmq,recovery]
  *                 [-- --max-in-flight 16,64,256] [-- --baseline DIR [--rounds N]]
  *
  * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
@@ -26,7 +26,8 @@ import { heraldEndToEnd, type HeraldResult } from "./lib/herald.js";
 import { rawJetStream, type ThroughputResult } from "./lib/raw.js";
 import { recovery, type RecoveryResult } from "./lib/recovery.js";
 import { slowEndpoint, type SlowEndpointResult } from "./lib/slow-endpoint.js";
-import { log } from "./lib/stats.js";
+import { idleLatency } from "./lib/idle.js";
+import { log, type Spread } from "./lib/stats.js";
 
 const { values } = parseArgs({
   options: {
@@ -60,7 +61,7 @@ if (sweep.some((v) => !Number.isInteger(v) || v < 1)) {
 }
 /** Another Herald checkout, built (`npm run build`), whose 1-node scenario runs beside this one's. */
 const baseline = values.baseline === undefined ? undefined : baselineOf(values.baseline);
-const only = new Set((values.only ?? "raw,herald,webhook,slow,cluster,bullmq,recovery").split(","));
+const only = new Set((values.only ?? "raw,herald,webhook,slow,cluster,idle,bullmq,recovery").split(","));
 if (quick && !values.only) only.delete("cluster");
 
 interface Results {
@@ -70,6 +71,8 @@ interface Results {
   webhook?: HeraldResult;
   slow?: SlowEndpointResult;
   cluster?: HeraldResult;
+  /** Publish-to-push latency of one message at a time on the 4-node example, ms. */
+  idle?: Spread;
   bullmq?: BullResult | { skipped: string };
   /** The 1-node full-speed scenario run by this build and another (--baseline), alternately. */
   baseline?: { label: string; rounds: { thisBuild: HeraldResult; baseline: HeraldResult }[] };
@@ -118,6 +121,11 @@ async function main(): Promise<void> {
   if (only.has("cluster")) {
     log(`Herald, the 4-node example shape, nats channel: ${count} messages…`);
     r.cluster = await heraldEndToEnd({ nodes: 4, channel: "nats", count, inflight });
+  }
+  if (only.has("idle")) {
+    const messages = quick ? 50 : 200;
+    log(`Herald, the 4-node example, default rules: ${messages} messages one at a time…`);
+    r.idle = await idleLatency(messages);
   }
   if (only.has("bullmq")) {
     if (await redisReachable()) {
@@ -179,6 +187,7 @@ function render(r: Results): string {
     rows.push(["Herald 1 node, webhook, fast topic alone", n(sl.soloPerSec), "", "", "", ratio(sl.soloPerSec, r.raw?.msgsPerSec), ratio(sl.soloPerSec, bull?.msgsPerSec), ""]);
     rows.push([`Herald 1 node, webhook, fast topic beside a ${sl.slowDelayMs / 1000} s endpoint`, n(sl.mixedPerSec), "", "", "", ratio(sl.mixedPerSec, r.raw?.msgsPerSec), ratio(sl.mixedPerSec, bull?.msgsPerSec), `${ratio(sl.mixedPerSec, sl.soloPerSec)} of alone; ${n(sl.slowDelivered)} slow pushes meanwhile`]);
   }
+  if (r.idle) rows.push([`Herald 4 nodes, idle: one message at a time`, "", n(r.idle.p50), "", "", "", "", `max ${n(r.idle.max)} ms over ${r.idle.n} messages, default rules`]);
   if (bull) row("BullMQ 50 workers (no-op jobs)", bull, `addBulk ${n(bull.addPerSec)}/s`);
   else if (r.bullmq) rows.push(["BullMQ", "skipped", "", "", "", "", "", (r.bullmq as { skipped: string }).skipped]);
   const head = ["scenario", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "÷ raw", "÷ BullMQ", "notes"];

@@ -208,6 +208,27 @@ describe("WebhookChannel", () => {
     expect(target.received).toHaveLength(0);
   });
 
+  it("a huge error answer is cut at 64 KiB: dead/rejected with its start, and the next push goes through", async () => {
+    const huge = `too big: ${"y".repeat(4 * 1024 * 1024)}`;
+    const r = await startReceiver((_req, body, res) => {
+      if (JSON.parse(body).id === "after") res.writeHead(200).end("ok");
+      else res.writeHead(422).end(huge);
+    });
+    const o = await channel.push(message(), webhookTopic(r.url));
+    expect(o).toMatchObject({ outcome: "dead", reason: "rejected" });
+    expect((o as { error: string }).error).toContain("422 Unprocessable Entity");
+    expect((o as { error: string }).error).toContain("too big: yyy");
+    expect(await channel.push(message({ id: "after" }), webhookTopic(r.url))).toMatchObject({ outcome: "delivered" });
+  });
+
+  it("a header value HTTP cannot carry → dead/rejected saying the request cannot be built, nothing sent", async () => {
+    const r = await startReceiver(reply(200));
+    const o = await channel.push(message(), webhookTopic(r.url, { headers: { "x-bad": "line\r\nbreak" } }));
+    expect(o).toMatchObject({ outcome: "dead", reason: "rejected" });
+    expect((o as { error: string }).error).toMatch(/^webhook request for topic \S+ cannot be built: /);
+    expect(r.received).toHaveLength(0);
+  });
+
   it("a receiver that never answers → retry naming the timeout", async () => {
     const r = await startReceiver(() => {});
     const started = Date.now();

@@ -176,7 +176,9 @@ export class LocalCluster {
   /** Starts `herald start --node NAME` as a child process. */
   startNode(name: string): NodeProc {
     const args = [this.cliPath, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
-    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, [...NODE_HEAP_FLAGS, ...args]];
+    // HERALD_PROF_DIR: every thread of every node writes a CPU profile there (bench/profile.ts sums them up).
+    const prof = process.env.HERALD_PROF_DIR ? ["--cpu-prof", "--cpu-prof-dir", process.env.HERALD_PROF_DIR] : [];
+    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, [...NODE_HEAP_FLAGS, ...prof, ...args]];
     const skew = this.skew[name];
     const proc = spawn(cmd, argv, {
       // The launcher's pipe: a node of a test run that dies (killed, timed out) drains and exits
@@ -252,7 +254,8 @@ export class LocalCluster {
 
   async stop(): Promise<void> {
     for (const node of this.nodes.values()) {
-      if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill("SIGKILL");
+      // A profiled node must exit on its own to write its profiles.
+      if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill(process.env.HERALD_PROF_DIR ? "SIGTERM" : "SIGKILL");
     }
     await Promise.all([...this.nodes.values()].map((n) => n.exited));
     await this.nc.close().catch(() => undefined);

@@ -5,7 +5,7 @@
  * Redirects are never followed.
  */
 import { STATUS_CODES } from "node:http";
-import { Pool, errors as undiciErrors } from "undici";
+import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import { TimeoutError } from "../../../runtime/errors.js";
 
 /** Connections kept per origin; more concurrent pushes queue for a free one. */
@@ -44,42 +44,104 @@ export async function closePools(): Promise<void> {
 
 /**
  * POSTs `body` and reads at most `maxBodyBytes` of the answer (the rest is discarded and the
- * connection dropped, so a huge answer costs one connection, not memory). Times out after
- * `timeoutMs` in all, with a {@link TimeoutError}; a header HTTP cannot carry is an
- * {@link InvalidRequestError}; anything else (refused, reset) is the client's error.
+ * connection dropped, so a huge answer costs one connection, not memory); a 2xx answer's body is
+ * not kept at all. Times out after `timeoutMs` in all, queueing for a connection included, with a
+ * {@link TimeoutError}; a header HTTP cannot carry is an {@link InvalidRequestError}; anything
+ * else (refused, reset) is the client's error.
+ *
+ * On undici's dispatch API rather than `request()`: no body stream and no AbortSignal per push,
+ * which in the pusher's profile were most of what its garbage collector had to clear.
  */
-export async function post(url: URL, headers: Record<string, string>, body: string, timeoutMs: number, maxBodyBytes: number): Promise<PostResponse> {
-  const signal = AbortSignal.timeout(timeoutMs);
-  try {
-    const res = await poolFor(url.origin).request({
-      path: `${url.pathname}${url.search}`,
-      method: "POST",
-      headers,
-      body,
-      signal,
-    });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      if (size < maxBodyBytes) chunks.push(chunk as Buffer);
-      size += (chunk as Buffer).length;
-      if (size >= maxBodyBytes) {
-        res.body.destroy();
-        break;
-      }
+export function post(url: URL, headers: Record<string, string>, body: string, timeoutMs: number, maxBodyBytes: number): Promise<PostResponse> {
+  return new Promise<PostResponse>((resolve, reject) => {
+    const handler = new PostHandler(`POST ${url.origin}${url.pathname}`, timeoutMs, maxBodyBytes, resolve, reject);
+    try {
+      poolFor(url.origin).dispatch({ origin: url.origin, path: `${url.pathname}${url.search}`, method: "POST", headers, body }, handler);
+    } catch (err) {
+      handler.onResponseError(undefined, err as Error);
     }
-    return {
-      status: res.statusCode,
-      statusText: STATUS_CODES[res.statusCode] ?? "",
+  });
+}
+
+/** One POST's answer as it arrives: status, headers, and the first bytes of a non-2xx body. */
+class PostHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private settled = false;
+  private status = 0;
+  private statusMessage = "";
+  private headers: Record<string, string | string[] | undefined> = {};
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  /** The answer was cut at maxBodyBytes: the abort that follows ends it, it is no error. */
+  private cut = false;
+
+  constructor(
+    private readonly what: string,
+    private readonly timeoutMs: number,
+    private readonly maxBodyBytes: number,
+    private readonly resolve: (res: PostResponse) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.timer = setTimeout(() => {
+      this.fail(new TimeoutError(this.what, this.timeoutMs));
+      this.controller?.abort(new TimeoutError(this.what, this.timeoutMs));
+    }, timeoutMs);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    // Timed out while queued for a connection: never sent.
+    if (this.settled) controller.abort(new TimeoutError(this.what, this.timeoutMs));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    this.status = statusCode;
+    this.headers = headers;
+    this.statusMessage = statusMessage ?? "";
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.status >= 200 && this.status < 300) return;
+    if (this.size < this.maxBodyBytes) this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size >= this.maxBodyBytes) {
+      this.cut = true;
+      this.done();
+      controller.abort(new Error("answer cut at the bytes kept"));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.done();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.cut) return;
+    if (err instanceof undiciErrors.InvalidArgumentError) this.fail(new InvalidRequestError(err.message, { cause: err }));
+    else this.fail(err);
+  }
+
+  private done(): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    const headers = this.headers;
+    this.resolve({
+      status: this.status,
+      statusText: STATUS_CODES[this.status] ?? this.statusMessage,
       header: (name) => {
-        const v = res.headers[name.toLowerCase()];
+        const v = headers[name.toLowerCase()];
         return Array.isArray(v) ? v.join(", ") : v;
       },
-      text: Buffer.concat(chunks).subarray(0, maxBodyBytes).toString("utf8"),
-    };
-  } catch (err) {
-    if (signal.aborted) throw new TimeoutError(`POST ${url.origin}${url.pathname}`, timeoutMs);
-    if (err instanceof undiciErrors.InvalidArgumentError) throw new InvalidRequestError(err.message, { cause: err });
-    throw err;
+      text: this.chunks.length === 0 ? "" : Buffer.concat(this.chunks).subarray(0, this.maxBodyBytes).toString("utf8"),
+    });
+  }
+
+  private fail(err: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.reject(err);
   }
 }

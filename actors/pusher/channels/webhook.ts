@@ -31,6 +31,7 @@ export class WebhookChannel implements Channel {
   readonly #userAgent: string;
   readonly #now: () => number;
   readonly #inFlight = new InFlight();
+  readonly #targets = new WeakMap<TopicConfig, Target | { dead: string; scrub: (t: string) => string }>();
 
   constructor(opts: WebhookChannelOptions = {}) {
     this.#userAgent = opts.userAgent ?? "Herald-Webhooks/1";
@@ -40,6 +41,19 @@ export class WebhookChannel implements Channel {
   push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "webhook channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
+  }
+
+  /**
+   * What every push of a topic shares, made once per topic config: the URL, the fixed headers, and
+   * the scrubber of its secrets. A URL that cannot be used is remembered as such.
+   */
+  #target(topic: TopicConfig & { channel: "webhook" }): Target | { dead: string; scrub: (t: string) => string } {
+    let t = this.#targets.get(topic);
+    if (t === undefined) {
+      t = prepareTarget(topic, this.#userAgent);
+      this.#targets.set(topic, t);
+    }
+    return t;
   }
 
   async close(): Promise<void> {
@@ -54,36 +68,12 @@ export class WebhookChannel implements Channel {
     const encoded = encodePayload(msg);
     if ("dead" in encoded) return encoded.dead;
     const body = encoded.body;
-    const timeoutMs = topic.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    // Header values and URL parameters may hold tokens, and servers echo them back in errors:
-    // scrub them (and the secret) from every text we return.
-    const secrets = [topic.secret, ...Object.values(topic.headers ?? {})];
-    const scrub = (text: string) =>
-      secrets.reduce<string>((t, s) => (s !== undefined && s.length >= 8 ? t.split(s).join("***") : t), text);
-
-    let url: URL;
-    let where: string;
-    const h: Record<string, string> = { "user-agent": this.#userAgent };
-    try {
-      url = new URL(topic.url);
-      secrets.push(...url.searchParams.values(), decodeURIComponent(url.password));
-      where = `POST ${url.origin}${url.pathname}`; // no query string or credentials in texts
-      for (const [k, v] of Object.entries(topic.headers ?? {})) h[k.toLowerCase()] = v;
-      // Credentials in the URL are sent as basic auth, as curl does.
-      if ((url.username !== "" || url.password !== "") && h.authorization === undefined) {
-        const user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
-        h.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
-      }
-      url.username = url.password = "";
-      const timestampSec = Math.floor(this.#now() / 1000);
-      h["content-type"] = "application/json";
-      h["webhook-id"] = msg.id;
-      h["webhook-timestamp"] = String(timestampSec);
-      if (topic.secret !== undefined) h["webhook-signature"] = signWebhook(topic.secret, msg.id, timestampSec, body);
-    } catch (err) {
-      // A bad URL in the topic's config: no retry can succeed.
-      return { outcome: "dead", reason: "rejected", error: scrub(`webhook request for topic ${msg.topic} cannot be built: ${describe(err)}`) };
-    }
+    const t = this.#target(topic);
+    if ("dead" in t) return { outcome: "dead", reason: "rejected", error: t.scrub(`webhook request for topic ${msg.topic} cannot be built: ${t.dead}`) };
+    const { url, where, scrub, timeoutMs } = t;
+    const timestampSec = Math.floor(this.#now() / 1000);
+    const h: Record<string, string> = { ...t.headers, "webhook-id": msg.id, "webhook-timestamp": String(timestampSec) };
+    if (topic.secret !== undefined) h["webhook-signature"] = signWebhook(topic.secret, msg.id, timestampSec, body);
 
     let res: PostResponse;
     try {
@@ -97,6 +87,40 @@ export class WebhookChannel implements Channel {
       return { outcome: "retry", reason: scrub(`${where} failed: ${describe(err)}`) };
     }
     return classify(res, res.text, where, this.#now(), scrub);
+  }
+}
+
+interface Target {
+  url: URL;
+  /** `POST origin/path`: no query string or credentials, for texts. */
+  where: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+  scrub: (text: string) => string;
+}
+
+function prepareTarget(topic: TopicConfig & { channel: "webhook" }, userAgent: string): Target | { dead: string; scrub: (t: string) => string } {
+  // Header values and URL parameters may hold tokens, and servers echo them back in errors:
+  // scrub them (and the secret) from every text we return.
+  const secrets = [topic.secret, ...Object.values(topic.headers ?? {})];
+  const scrub = (text: string) => secrets.reduce<string>((t, s) => (s !== undefined && s.length >= 8 ? t.split(s).join("***") : t), text);
+  try {
+    const url = new URL(topic.url);
+    secrets.push(...url.searchParams.values(), decodeURIComponent(url.password));
+    const where = `POST ${url.origin}${url.pathname}`;
+    const headers: Record<string, string> = { "user-agent": userAgent };
+    for (const [k, v] of Object.entries(topic.headers ?? {})) headers[k.toLowerCase()] = v;
+    // Credentials in the URL are sent as basic auth, as curl does.
+    if ((url.username !== "" || url.password !== "") && headers.authorization === undefined) {
+      const user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+      headers.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
+    }
+    url.username = url.password = "";
+    headers["content-type"] = "application/json";
+    return { url, where, headers, timeoutMs: topic.timeoutMs ?? DEFAULT_TIMEOUT_MS, scrub };
+  } catch (err) {
+    // A bad URL in the topic's config: no retry can succeed.
+    return { dead: describe(err), scrub };
   }
 }
 
