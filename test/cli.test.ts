@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { gatherStatus } from "../runtime/cli/commands/status.js";
 import { freePort } from "../runtime/nats/server.js";
 import { CLI, runCli } from "./helpers/cluster.js";
-import { waitFor } from "./helpers/nats.js";
+import { startTestNats, waitFor } from "./helpers/nats.js";
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -118,6 +118,32 @@ describe("herald CLI", () => {
       if (node.exitCode === null) node.kill("SIGKILL");
     });
     expect(code.c).toBe(0);
+  });
+
+  it("herald start --node --server URL connects there instead of the config's servers; credentials in it are refused", async () => {
+    const nats = await startTestNats();
+    try {
+      const { file } = await tempConfig({ cluster: "cli", nats: { servers: [`nats://127.0.0.1:${await freePort()}`] }, nodes: [{ name: "n1" }] });
+      const refused = await runCli(["start", "-c", file, "--node", "n1", "--server", nats.url.replace("nats://", "nats://u:hunter2@")]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain("put them in nats.auth");
+      expect(refused.stderr).not.toContain("hunter2");
+      const node = spawn(process.execPath, [CLI, "start", "-c", file, "--node", "n1", "--server", nats.url], { stdio: ["ignore", "pipe", "pipe"] });
+      const exited = new Promise<number | null>((r) => node.on("exit", (code) => r(code)));
+      const nc = await connect({ servers: nats.url });
+      try {
+        await waitFor(async () => (await gatherStatus(nc, { cluster: "cli", subjectPrefix: "herald", nodes: [{ name: "n1" }], heartbeat: { intervalMs: 500, timeoutMs: 2000 } }).catch(() => undefined))?.nodes[0]?.state === "alive", {
+          timeoutMs: 20_000,
+          what: "n1 alive on the --server NATS",
+        });
+      } finally {
+        await nc.close();
+        node.kill("SIGTERM");
+        await exited;
+      }
+    } finally {
+      await nats.stop();
+    }
   });
 
   it("a missing nats-server binary is one line saying how to install it", async () => {

@@ -23,9 +23,24 @@ export async function startCommand(flags: StartFlags): Promise<number> {
       const known = loaded.config.nodes.map((n) => n.name).join(", ");
       throw new HeraldError("USAGE", `no node named "${flags.node}" in ${loaded.file} (nodes: ${known})`);
     }
-    return runNode(loaded, flags.node);
+    return runNode(flags.server ? withServers(loaded, flags.server) : loaded, flags.node);
   }
   return launchCluster(loaded, flags);
+}
+
+/**
+ * `--server URL[,URL…]` in place of the config's `nats.servers` (credentials stay in `nats.auth`:
+ * one in a URL would be ignored by the client and shown in logs).
+ */
+function withServers(loaded: LoadedConfig, given: string): LoadedConfig {
+  const servers = given.split(",").map((u) => u.trim()).filter((u) => u !== "");
+  for (const u of servers) {
+    if (/^[a-z]+:\/\/[^@/]*@/i.test(u)) {
+      throw new HeraldError("USAGE", "--server: credentials in a server URL are not used by a node: put them in nats.auth (or its env form) instead");
+    }
+  }
+  if (servers.length === 0) throw new HeraldError("USAGE", "--server: no server URL given");
+  return { ...loaded, config: { ...loaded.config, nats: { ...loaded.config.nats, servers } } };
 }
 
 /** Templates parse only with the template engine, so the config loader cannot check them. */
