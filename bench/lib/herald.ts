@@ -10,6 +10,10 @@ import { LocalCluster, waitFor } from "../../runtime/testing/index.js";
 import { log, peakRssMiB, percentiles, publishAtRate, publishFullSpeed } from "./stats.js";
 import type { ThroughputResult } from "./raw.js";
 
+/** The example config's actors per node and its topic's template. */
+export const EXAMPLE_ACTORS = { ingest: 1, collector: 1, subqueue: 1, processor: 1, pusher: 1 };
+export const EXAMPLE_TEMPLATE = { title: "Hello {{name}}", body: "Welcome, {{name}}." };
+
 export interface HeraldScenario {
   nodes: number;
   channel: "nats" | "webhook";
@@ -69,11 +73,13 @@ export async function webhookSink(delayMs = 0): Promise<Sink> {
 
 export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
   const hook = s.channel === "webhook" ? await webhookSink() : undefined;
-  const topic = s.channel === "webhook" ? { channel: "webhook", url: hook!.url } : { channel: "nats" };
+  // The example's node (cluster.config.json): every actor kind once, and its topic's template.
+  const channel = s.channel === "webhook" ? { channel: "webhook", url: hook!.url } : { channel: "nats" };
+  const topic = { ...channel, template: EXAMPLE_TEMPLATE };
   const c = await LocalCluster.start({
     ...(s.cli === undefined ? {} : { cli: s.cli }),
     nodes: s.nodes,
-    actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
+    actors: EXAMPLE_ACTORS,
     extra: {
       topics: { bench: topic },
       ...(s.maxInFlight ? { pipeline: { maxInFlight: s.maxInFlight } } : {}),
@@ -92,7 +98,7 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
       60_000,
     );
     const js = jetstream(c.nc);
-    const publish = (i: number) => js.publish("herald.in.bench", JSON.stringify({ id: `h${i}`, data: { i } }));
+    const publish = (i: number) => js.publish("herald.in.bench", JSON.stringify({ id: `h${i}`, data: { name: `user ${i}` } }));
     let reported = 0;
     const progress = setInterval(() => {
       if (sink.seen.size - reported >= s.count / 5) {

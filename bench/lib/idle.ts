@@ -5,13 +5,14 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { LocalCluster, waitFor } from "../../runtime/testing/index.js";
+import { EXAMPLE_ACTORS, EXAMPLE_TEMPLATE } from "./herald.js";
 import { spread, type Spread } from "./stats.js";
 
 export async function idleLatency(messages: number): Promise<Spread> {
   const c = await LocalCluster.start({
     nodes: 4,
-    actors: { ingest: 1, collector: 1, subqueue: 1, processor: 1, pusher: 1 },
-    extra: { topics: { demo: { channel: "nats", template: { title: "Hello {{name}}", body: "Welcome, {{name}}." } } } },
+    actors: EXAMPLE_ACTORS,
+    extra: { topics: { demo: { channel: "nats", template: EXAMPLE_TEMPLATE } } },
   });
   const arrived = new Map<string, number>();
   try {

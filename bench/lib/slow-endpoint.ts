@@ -6,7 +6,7 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { LocalCluster, waitFor } from "../../runtime/testing/index.js";
-import { webhookSink } from "./herald.js";
+import { EXAMPLE_ACTORS, webhookSink } from "./herald.js";
 import { log, publishFullSpeed } from "./stats.js";
 
 export interface SlowEndpointResult {
@@ -26,7 +26,7 @@ async function fastRate(count: number, inflight: number, slowBacklog: number): P
   const slow = await webhookSink(SLOW_DELAY_MS);
   const c = await LocalCluster.start({
     nodes: 1,
-    actors: { ingest: 1, collector: 1, subqueue: 1, processor: 1, pusher: 1 },
+    actors: EXAMPLE_ACTORS,
     extra: { topics: { fast: { channel: "webhook", url: fast.url }, slow: { channel: "webhook", url: slow.url, timeoutMs: 30_000 } } },
   });
   try {
