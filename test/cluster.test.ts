@@ -19,7 +19,11 @@ const masters = (s: ClusterStatus) => s.nodes.filter((n) => n.role === "master" 
 
 describe("cluster runtime", () => {
   it("four nodes: status, fault drill, dead node, master failover, rejoin as slave, remote stop", async () => {
-    cluster = await TestCluster.start({ nodes: 4 });
+    // One collector configured (its source is never up: it keeps failing, its actor keeps running).
+    cluster = await TestCluster.start({
+      nodes: 4,
+      extra: { topics: { demo: { channel: "nats" } }, collectors: [{ name: "feed", kind: "http", url: "http://127.0.0.1:9/feed", topic: "demo" }] },
+    });
     const c = cluster;
     c.startAll();
     let s = await c.waitStatus(
@@ -116,6 +120,10 @@ describe("cluster runtime", () => {
     expect(await c.nodes.get("n1")!.exited).toEqual({ code: 0, signal: null });
     const s = await c.waitStatus("n2 master", (st) => st.master?.node === "n2", 5000);
     expect(s.master?.epoch).toBe(2);
+    // No collectors configured: the new master starts no collector thread for nothing.
+    await waitFor(() => c.nodeOutput("n2").includes("no collectors configured: no collector thread started"), { timeoutMs: 5000, what: "n2's collector duty" });
+    const after = await c.status();
+    expect(node(after, "n2").actors.map((a) => a.kind)).not.toContain("collector");
     expect(node(s, "n1").state).toBe("stopped");
     expect(c.events.some((e) => e.type === "master.lost" && e.node === "n1")).toBe(true);
   });

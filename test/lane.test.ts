@@ -4,7 +4,7 @@
  */
 import type { JsMsg } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
-import { TopicLane, type Held } from "../actors/subqueue/lane.js";
+import { batchSize, TopicLane, type Held } from "../actors/subqueue/lane.js";
 import { RulesView } from "../actors/subqueue/rules-view.js";
 import type { Clock } from "../runtime/clock.js";
 import { createLogger } from "../runtime/log.js";
@@ -52,5 +52,11 @@ describe("TopicLane clocks", () => {
     lane.addRetry(held("retry"));
     expect(lane.held).toBe(2);
     expect(drain(lane)).toEqual(["retry", "new"]);
+  });
+});
+
+describe("batchSize", () => {
+  it("is half the in-flight budget, so two batches overlap, up to 64", () => {
+    expect([1, 2, 3, 8, 64, 128, 1000].map(batchSize)).toEqual([1, 1, 2, 4, 32, 64, 64]);
   });
 });

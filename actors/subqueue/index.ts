@@ -35,8 +35,6 @@ const FETCH_EXPIRES_MS = 2000;
 /** Most messages asked for in one fetch. */
 const FETCH_BATCH = 256;
 const BACKOFF_ON_ERROR_MS = 500;
-/** Most messages in one batch to a processor and on to a pusher. */
-const BATCH_MAX = 64;
 /** How long a draining actor waits for pushes in flight, ms. */
 const DRAIN_IN_FLIGHT_MS = 5000;
 
@@ -259,7 +257,7 @@ export class SubQueueActor extends Actor {
     for (let progressed = true; progressed; ) {
       progressed = false;
       for (const lane of lanes) {
-        const room = Math.min(lane.concurrency - lane.inFlight, BATCH_MAX);
+        const room = Math.min(lane.concurrency - lane.inFlight, lane.batchSize);
         const batch: Held[] = [];
         for (let h = room > 0 ? lane.next() : undefined; h; h = batch.length < room ? lane.next() : undefined) batch.push(h);
         if (batch.length === 0) continue;

@@ -25,12 +25,27 @@ export interface Held {
 /** Calendar and load overrides are re-evaluated at most this often, ms. */
 const RULES_REFRESH_MS = 100;
 
+/** Most messages in one batch to a processor and on to a pusher. */
+export const BATCH_MAX = 64;
+
+/**
+ * A topic's batch size: at most half its in-flight budget, so at least two batches are under way
+ * at once and one renders while the other is pushed (with the whole budget in one batch, each
+ * batch waited for the one before to be settled).
+ */
+export function batchSize(concurrency: number): number {
+  if (process.env.HERALD_EXP_OLDBATCH) return Math.min(BATCH_MAX, concurrency);
+  return Math.max(1, Math.min(BATCH_MAX, Math.ceil(concurrency / 2)));
+}
+
 export class TopicLane {
   readonly scheduler: SubQueueScheduler<Held>;
   /** Exception entries due now, oldest first: dispatched before new messages of the topic. */
   private readonly retries: Held[] = [];
   /** Dispatched and not yet settled. */
   inFlight = 0;
+  /** Messages per batch (see {@link batchSize}). */
+  readonly batchSize: number;
   private readonly meter = new RateMeter({ maxWindowMs: 3_600_000 });
   private cached: { rules: EffectiveRules; at: number; version: number } | undefined;
   private rng: () => number = Math.random;
@@ -44,6 +59,7 @@ export class TopicLane {
     /** Pushes of this topic in flight at most (`topics.<name>.concurrency`, else `pipeline.maxInFlight`). */
     readonly concurrency: number,
   ) {
+    this.batchSize = batchSize(concurrency);
     // Sub-queue windows run on this node's monotonic clock from when it received each message:
     // no other host's clock (not even the server's stored timestamps) enters the decision.
     this.scheduler = new SubQueueScheduler<Held>({

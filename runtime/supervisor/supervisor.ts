@@ -362,13 +362,17 @@ export class Supervisor {
     };
   }
 
-  /** Collector actors are a master duty: they exist only while this node holds the lease. */
+  /**
+   * Collector actors are a master duty: they exist only while this node holds the lease, and only
+   * when the config has collectors (a collector thread with nothing to collect costs ~25 MiB).
+   */
   private collectorDuty(): MasterDuty {
     return {
       name: "collectors",
       start: async (epoch) => {
         this.collectors = [];
-        const count = this.node.actors.collector;
+        const count = this.config.collectors.length === 0 ? 0 : this.node.actors.collector;
+        if (this.config.collectors.length === 0) this.log.info("no collectors configured: no collector thread started");
         if (count === 0 && this.config.collectors.length > 0) {
           this.log.warn("this node is master but runs no collector actors: configured collectors are not collected", {
             collectors: this.config.collectors.length,
