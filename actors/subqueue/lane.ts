@@ -34,7 +34,6 @@ export const BATCH_MAX = 64;
  * batch waited for the one before to be settled).
  */
 export function batchSize(concurrency: number): number {
-  if (process.env.HERALD_EXP_OLDBATCH) return Math.min(BATCH_MAX, concurrency);
   return Math.max(1, Math.min(BATCH_MAX, Math.ceil(concurrency / 2)));
 }
 
