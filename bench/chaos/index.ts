@@ -2,13 +2,13 @@
  * Chaos drills: a cluster under steady load while faults are injected, and the count of what came
  * out. Shared by `bench/chaos.ts` (the long run) and `test/chaos.test.ts` (the bounded one).
  */
-import { LocalCluster } from "../../runtime/testing/index.js";
+import { HostCluster, LocalCluster } from "../../runtime/testing/index.js";
 import type { RatePublisher } from "./publisher.js";
 import type { Sink } from "./sink.js";
-import { whole } from "./faults.js";
+import { whole, type FlowProbe } from "./faults.js";
 
-export { FAULT_KINDS, FaultInjector, runSchedule, whole } from "./faults.js";
-export type { FaultInjectorOptions, FaultKind, FaultRecord, ScheduleOptions } from "./faults.js";
+export { FAULT_KINDS, FaultInjector, faultKindsFor, runSchedule, whole } from "./faults.js";
+export type { FaultInjectorOptions, FaultKind, FaultRecord, FlowProbe, ScheduleOptions } from "./faults.js";
 export { RatePublisher } from "./publisher.js";
 export type { PublisherOptions } from "./publisher.js";
 export { Sink } from "./sink.js";
@@ -17,20 +17,27 @@ export { Sink } from "./sink.js";
 export const CHAOS_IN = "herald.in.demo";
 export const CHAOS_OUT = "herald.out.demo";
 
+/** Every chaos node: one actor of each kind but collector, the demo topic, forgiving retries. */
+const CHAOS_NODES = {
+  faultInjection: true,
+  actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
+  extra: {
+    topics: { demo: { channel: "nats" } },
+    pipeline: { ackWaitMs: 3000, duplicateWindowMs: 600_000, retry: { backoffMs: [200, 500, 1000], maxAttempts: 1000 } },
+  },
+} as const;
+
 /**
  * A running cluster of `nodes` nodes, each with one ingest, sub-queue, processor and pusher, and
  * the `demo` topic on the nats channel. Short AckWait so a killed holder's messages come back
  * soon; retries practically unbounded so a long outage delays messages instead of killing them.
  */
-export async function startChaosCluster(nodes: number): Promise<LocalCluster> {
+export async function startChaosCluster(nodes: number, opts: { natsServers?: number } = {}): Promise<LocalCluster> {
+  const servers = opts.natsServers ?? 1;
   const cluster = await LocalCluster.start({
     nodes,
-    faultInjection: true,
-    actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
-    extra: {
-      topics: { demo: { channel: "nats" } },
-      pipeline: { ackWaitMs: 3000, duplicateWindowMs: 600_000, retry: { backoffMs: [200, 500, 1000], maxAttempts: 1000 } },
-    },
+    ...CHAOS_NODES,
+    ...(servers > 1 ? { natsCluster: { size: servers, replicas: servers >= 5 ? 5 : 3 } } : {}),
   });
   try {
     cluster.startAll();
@@ -40,6 +47,36 @@ export async function startChaosCluster(nodes: number): Promise<LocalCluster> {
     await cluster.stop();
     throw err;
   }
+}
+
+/**
+ * The chaos cluster on three hosts (runtime/testing/hosts.ts): one nats-server and one node per
+ * network namespace, R3. Needs root and `ip netns` (see canUseNetns).
+ */
+export async function startHostChaosCluster(): Promise<HostCluster> {
+  const hosts = await HostCluster.start(CHAOS_NODES);
+  try {
+    hosts.startNodes();
+    await hosts.cluster.waitStatus("3 nodes on 3 hosts running", (s) => s.nodes.length === 3 && whole(s), 90_000);
+    return hosts;
+  } catch (err) {
+    await hosts.stop();
+    throw err;
+  }
+}
+
+/** Deliveries resumed: an id published after the mark, acked, and at the sink. */
+export function flowProbe(pub: RatePublisher, sink: Sink): FlowProbe {
+  return {
+    mark: () => pub.published,
+    resumed: (mark) => {
+      // Acks arrive roughly in publish order: the newest few thousand hold any id past the mark.
+      for (let i = pub.acked.length - 1; i >= Math.max(0, pub.acked.length - 5000); i--) {
+        if (pub.ackedSeq[i]! >= mark && sink.has(pub.acked[i]!)) return true;
+      }
+      return false;
+    },
+  };
 }
 
 export interface Tally {

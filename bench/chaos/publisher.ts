@@ -5,7 +5,7 @@
  * owed delivery, so the run measures exactly Herald's promise.
  */
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 
 export interface PublisherOptions {
   /** NATS URL. */
@@ -18,6 +18,8 @@ export interface PublisherOptions {
   idPrefix: string;
   /** How long one publish waits for its ack, ms. @defaultValue 5000 */
   ackTimeoutMs?: number;
+  /** Options of the publisher's connection (e.g. faster pings on hosts). */
+  connection?: Partial<ConnectionOptions>;
 }
 
 /** The load generator tops up to `rate × elapsed` this often, ms. */
@@ -28,6 +30,8 @@ export class RatePublisher {
   published = 0;
   /** Ids JetStream acknowledged, in the order the acks arrived. */
   readonly acked: string[] = [];
+  /** Per entry of `acked`, the publish number n of its id `<idPrefix>-<n>`. */
+  readonly ackedSeq: number[] = [];
   /** Publishes that failed, by error message. */
   readonly failures = new Map<string, number>();
   private readonly pending = new Set<Promise<void>>();
@@ -41,7 +45,7 @@ export class RatePublisher {
 
   /** Connects (reconnecting forever: the broker restarts under us) and starts publishing. */
   static async start(opts: PublisherOptions): Promise<RatePublisher> {
-    const nc = await connect({ servers: opts.servers, name: "chaos-publisher", maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const nc = await connect({ servers: opts.servers, name: "chaos-publisher", maxReconnectAttempts: -1, reconnectTimeWait: 100, ...opts.connection });
     const p = new RatePublisher(nc, jetstream(nc, { timeout: opts.ackTimeoutMs ?? 5000 }), opts);
     const t0 = performance.now();
     p.timer = setInterval(() => {
@@ -63,10 +67,14 @@ export class RatePublisher {
   }
 
   private publishOne(): void {
-    const id = `${this.opts.idPrefix}-${this.published++}`;
+    const n = this.published++;
+    const id = `${this.opts.idPrefix}-${n}`;
     const body = JSON.stringify({ id, data: { n: this.published } });
     const p = this.js.publish(this.opts.subject, body, { msgID: id }).then(
-      () => void this.acked.push(id),
+      () => {
+        this.acked.push(id);
+        this.ackedSeq.push(n);
+      },
       (err: unknown) => {
         const why = err instanceof Error ? err.message : String(err);
         this.failures.set(why, (this.failures.get(why) ?? 0) + 1);
