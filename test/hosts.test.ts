@@ -58,7 +58,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function summary(f: FaultRecord): string {
   const v = (n: number | undefined) => (n === undefined ? "-" : String(n));
   const master = f.masterBefore && f.masterAfter ? ` master=${f.masterBefore.node}@${f.masterBefore.epoch}->${f.masterAfter.node}@${f.masterAfter.epoch}` : "";
-  return `hosts: fault=${f.kind} target="${f.target}" failover_ms=${v(f.failoverMs)} deliveries_again_ms=${v(f.flowMs)} whole_after_restart_ms=${v(f.recoverMs)}${master} ok=${f.ok}`;
+  return `hosts: fault=${f.kind} target="${f.target}" failover_ms=${v(f.failoverMs)} deliveries_caught_up_ms=${v(f.flowMs)} whole_after_restart_ms=${v(f.recoverMs)}${master} ok=${f.ok}`;
 }
 
 describe("hosts", () => {
@@ -68,7 +68,7 @@ describe("hosts", () => {
       hosts = await startHostChaosCluster();
       sink = await Sink.start(hosts.url, CHAOS_OUT, { replicas: 3, connection: HOSTS_CLIENT });
       pub = await RatePublisher.start({ servers: hosts.url, subject: CHAOS_IN, rate: RATE, idPrefix: "hosts", connection: HOSTS_CLIENT });
-      const flow = flowProbe(pub, sink);
+      const flow = flowProbe(pub, sink, RATE);
       injector = await FaultInjector.start(hosts.cluster, {
         random: seededRandom(11),
         downMs: DOWN_MS,

@@ -10,7 +10,6 @@
  */
 import type { ConnectionOptions } from "@nats-io/transport-node";
 import type { NatsServerHandle } from "../nats/server.js";
-import type { ClusterStatus } from "../supervisor/status.js";
 import { LocalCluster, type LocalClusterOptions } from "./local-cluster.js";
 import { createNetns, type NetnsNetwork } from "./netns.js";
 
@@ -20,7 +19,7 @@ import { createNetns, type NetnsNetwork } from "./netns.js";
  */
 const FAST_PING = "ping_interval: \"1s\"\nping_max: 3\n";
 /** The harness's connections notice a cut-off server as fast as the servers do. */
-export const HOSTS_CLIENT: Partial<ConnectionOptions> = { pingInterval: 1000, maxPingOut: 3, reconnectTimeWait: 100, maxReconnectAttempts: -1 };
+export const HOSTS_CLIENT: Partial<ConnectionOptions> = { pingInterval: 1000, maxPingOut: 2, timeout: 2000, reconnectTimeWait: 100, maxReconnectAttempts: -1 };
 
 export type HostClusterOptions = Omit<LocalClusterOptions, "nodes" | "natsCluster" | "nodeLaunch" | "runtime" | "proxied" | "skew">;
 
@@ -104,10 +103,9 @@ export class HostCluster {
     return this.net.healHost(i);
   }
 
-  /** Host number of the master named in `status`, if any. */
-  masterHost(status: ClusterStatus): number | undefined {
-    const node = status.master?.node;
-    return node ? hostOf(node) : undefined;
+  /** The host node `name` runs on. */
+  hostOf(name: string): number {
+    return hostOf(name);
   }
 
   /** Stops nodes and servers, then removes the network. Idempotent. */
