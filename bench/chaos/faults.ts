@@ -179,34 +179,34 @@ export class FaultInjector {
     const live = s.nodes.filter((n) => n.state === "alive" && (master ? n.name === lease : n.name !== lease));
     if (live.length === 0) throw new Error(master ? "no live master to kill" : "no live non-master node to kill");
     const name = this.pick(live).name;
-    const down = this.downMs[0] + this.random() * (this.downMs[1] - this.downMs[0]);
+    const down = this.downTime();
     const t = performance.now();
+    const mark = this.opts.flow?.mark();
     await this.cluster.kill(name, "SIGKILL");
-    let failover = "";
+    let moved: Awaited<ReturnType<FaultInjector["masterMoved"]>> | undefined;
     if (master) {
-      const next = await this
-        .waitStatus("a new master", (st) => !!st.master?.node && st.master.node !== name, this.recoverTimeoutMs)
-        .catch(() => undefined);
-      if (!next) return { target: name, detail: `no new master within ${this.recoverTimeoutMs} ms`, ok: false };
-      failover = `master → ${next.master!.node} (epoch ${next.master!.epoch}) in ${ms(t)}; `;
+      moved = await this.masterMoved({ node: name, epoch: s.master!.epoch }, t);
+      if (!moved.ok) return { target: name, ...moved };
     }
-    // The schedule's own timer: how long the node stays dead, not a wait for anything.
-    const left = down - (performance.now() - t);
-    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    const flowMs = await this.flowResumed(t, mark);
+    await this.until(t + down);
     this.cluster.startNode(name);
-    const r = await this.recovered(name, performance.now(), "whole again", whole);
-    return { ...r, detail: `${failover}down ${Math.round(down)} ms; ${r.detail}` };
+    const r = await this.recoveredMs(name, "whole again", whole);
+    return { ...r, ...moved, flowMs, ok: r.ok, detail: `${moved ? `${moved.detail}; ` : ""}down ${Math.round(down)} ms; ${flowText(flowMs)}${r.detail}` };
   }
 
   private async restartNats() {
     const t = performance.now();
     const before = this.reconnects;
-    await this.cluster.nats.server.restart();
+    const server = this.cluster.nats.server;
+    // With several servers our connection may be on another one, and never reconnect.
+    const ours = this.nc.getServer() === new URL(server.url).host;
+    await server.restart();
     const outage = ms(t);
     // A status request sent while our own client has not noticed the restart would wait its full
     // timeout and inflate the recovery time: poll only once we are back.
-    await waitFor(() => this.reconnects > before, { timeoutMs: this.recoverTimeoutMs, intervalMs: 10, what: "our reconnect" });
-    const r = await this.recovered("nats-server", performance.now(), "cluster whole", whole);
+    if (ours) await waitFor(() => this.reconnects > before, { timeoutMs: this.recoverTimeoutMs, intervalMs: 10, what: "our reconnect" });
+    const r = await this.recoveredMs("nats-server", "cluster whole", whole);
     return { ...r, detail: `server back in ${outage}; ${r.detail}` };
   }
 
