@@ -182,17 +182,19 @@ export class FaultInjector {
     const down = this.downTime();
     const t = performance.now();
     const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
     await this.cluster.kill(name, "SIGKILL");
     let moved: Awaited<ReturnType<FaultInjector["masterMoved"]>> | undefined;
     if (master) {
       moved = await this.masterMoved({ node: name, epoch: s.master!.epoch }, t);
       if (!moved.ok) return { target: name, ...moved };
     }
-    const flowMs = await this.flowResumed(t, mark);
     await this.until(t + down);
     this.cluster.startNode(name);
     const r = await this.recoveredMs(name, "whole again", whole);
-    return { ...r, ...moved, flowMs, ok: r.ok, detail: `${moved ? `${moved.detail}; ` : ""}down ${Math.round(down)} ms; ${flowText(flowMs)}${r.detail}` };
+    const flowMs = await caughtUp;
+    return { ...r, ...moved, flowMs, ok: r.ok, detail: `${moved ? `${moved.detail}; ` : ""}down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private async restartNats() {
@@ -219,12 +221,14 @@ export class FaultInjector {
     const down = this.downTime();
     const t = performance.now();
     const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
     await server.kill();
-    const flowMs = await this.flowResumed(t, mark);
     await this.until(t + down);
     await server.restart();
     const r = await this.recoveredMs(target, "cluster whole", whole);
-    return { ...r, flowMs, detail: `down ${Math.round(down)} ms; ${flowText(flowMs)}${r.detail}` };
+    const flowMs = await caughtUp;
+    return { ...r, flowMs, detail: `down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private async cutMasterHost() {
@@ -235,16 +239,18 @@ export class FaultInjector {
     const down = this.downTime();
     const t = performance.now();
     const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
     await hosts.cut(host);
     const moved = await this.masterMoved(before, t);
-    const flowMs = await this.flowResumed(t, mark);
     await this.until(t + down);
     await hosts.heal(host);
     // Whole again, and the old master back as a slave: it fenced itself while cut off.
     const fenced = (s: ClusterStatus) =>
       whole(s) && s.master?.node !== before.node && s.nodes.find((n) => n.name === before.node)?.role === "slave";
     const r = await this.recoveredMs(target, "healed, whole, old master a slave", fenced);
-    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; cut ${Math.round(down)} ms; ${flowText(flowMs)}${r.detail}` };
+    const flowMs = await caughtUp;
+    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; cut ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private async killMasterHost() {
@@ -255,14 +261,21 @@ export class FaultInjector {
     const down = this.downTime();
     const t = performance.now();
     const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
     await Promise.all([hosts.killNats(host), hosts.killNode(host)]);
     const moved = await this.masterMoved(before, t);
-    const flowMs = await this.flowResumed(t, mark);
     await this.until(t + down);
     await hosts.restartNats(host);
     hosts.startNode(host);
     const r = await this.recoveredMs(target, "whole again", whole);
-    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; down ${Math.round(down)} ms; ${flowText(flowMs)}${r.detail}` };
+    const flowMs = await caughtUp;
+    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+  }
+
+  private flowText(flowMs: number | undefined): string {
+    if (!this.opts.flow) return "";
+    return flowMs === undefined ? `deliveries NOT caught up within ${this.recoverTimeoutMs} ms; ` : `deliveries caught up after ${flowMs} ms; `;
   }
 
   private requireHosts(kind: FaultKind): HostCluster {
@@ -349,10 +362,6 @@ export class FaultInjector {
   private pick<T>(xs: T[]): T {
     return xs[randomIndex(this.random, xs.length)]!;
   }
-}
-
-function flowText(flowMs: number | undefined): string {
-  return flowMs === undefined ? "" : `deliveries caught up after ${flowMs} ms; `;
 }
 
 function ms(since: number): string {
