@@ -10,22 +10,29 @@
  *
  *   npm run chaos [-- --duration 120 --rate 1500 --seed 42 --nodes 4]
  *   npm run chaos -- --quick        (25 s at 800 msg/s, one fault of each kind; under a minute)
+ *   npm run chaos -- --nats 3       (a three-server JetStream cluster, R3; adds kill-nats)
+ *   npm run chaos -- --hosts        (three hosts as network namespaces, one nats-server and one
+ *                                    node each, R3; adds kill-nats, cut-host, kill-master-host;
+ *                                    needs root and `ip netns`, see runtime/testing/netns.ts)
  *
  * The last line is always `published=N acked=N delivered_unique=N duplicates=N lost=N`. Exit code
  * 1 when an acked message was lost, the queue did not drain, or the cluster did not recover.
  */
 import { parseArgs } from "node:util";
 import { seededRandom } from "../runtime/rules/random.js";
-import { waitFor } from "../runtime/testing/index.js";
+import { canUseNetns, HOSTS_CLIENT, waitFor, type HostCluster, type LocalCluster } from "../runtime/testing/index.js";
 import {
   CHAOS_IN,
   CHAOS_OUT,
   countsLine,
   FaultInjector,
+  faultKindsFor,
+  flowProbe,
   RatePublisher,
   runSchedule,
   Sink,
   startChaosCluster,
+  startHostChaosCluster,
   tally,
   type FaultRecord,
 } from "./chaos/index.js";
@@ -37,13 +44,18 @@ const { values } = parseArgs({
     rate: { type: "string" },
     seed: { type: "string" },
     nodes: { type: "string", default: "4" },
+    nats: { type: "string", default: "1" },
+    hosts: { type: "boolean", default: false },
   },
 });
 const quick = values.quick;
 const durationS = Number(values.duration ?? (quick ? 25 : 120));
 const rate = Number(values.rate ?? (quick ? 800 : 1500));
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
-const nodes = Number(values.nodes);
+const onHosts = values.hosts;
+/** On hosts: one node and one server per host, three hosts. */
+const nodes = onHosts ? 3 : Number(values.nodes);
+const natsServers = onHosts ? 3 : Number(values.nats);
 /** After the load ends, how long acked messages may take to arrive, ms. */
 const SETTLE_MS = 120_000;
 
@@ -59,20 +71,40 @@ async function main(): Promise<number> {
   for (const [name, v] of Object.entries({ duration: durationS, rate, seed, nodes })) {
     if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
   }
-  line(`chaos: ${nodes} nodes, ${rate} msg/s for ${durationS} s, seed ${seed}${quick ? " (quick)" : ""}`);
+  if (onHosts) {
+    const reason = await canUseNetns();
+    if (reason !== undefined) {
+      line(`chaos --hosts: cannot run here: ${reason}`);
+      return 2;
+    }
+  }
+  const where = onHosts ? " on 3 hosts (network namespaces), R3" : natsServers > 1 ? `, ${natsServers} nats-servers` : "";
+  line(`chaos: ${nodes} nodes${where}, ${rate} msg/s for ${durationS} s, seed ${seed}${quick ? " (quick)" : ""}`);
   const random = seededRandom(seed);
-  const cluster = await startChaosCluster(nodes);
+  let hosts: HostCluster | undefined;
+  let cluster: LocalCluster;
+  if (onHosts) {
+    hosts = await startHostChaosCluster();
+    cluster = hosts.cluster;
+  } else {
+    cluster = await startChaosCluster(nodes, { natsServers });
+  }
+  const kinds = faultKindsFor({ servers: cluster.nats.servers.length, hosts: onHosts });
+  const connection = onHosts ? HOSTS_CLIENT : {};
   let sink: Sink | undefined;
   let pub: RatePublisher | undefined;
   let injector: FaultInjector | undefined;
   try {
-    sink = await Sink.start(cluster.nats.url, CHAOS_OUT);
+    sink = await Sink.start(cluster.nats.url, CHAOS_OUT, { replicas: natsServers > 1 ? 3 : 1, connection });
+    pub = await RatePublisher.start({ servers: cluster.nats.url, subject: CHAOS_IN, rate, idPrefix: `chaos${seed}`, connection });
     injector = await FaultInjector.start(cluster, {
       random,
       downMs: quick ? [2000, 3000] : [2000, 6000],
       onFault: (f) => line(`fault: ${describe(f).trim()}`),
+      ...(hosts ? { hosts, recoverTimeoutMs: 60_000 } : {}),
+      flow: flowProbe(pub, sink, rate),
+      connection,
     });
-    pub = await RatePublisher.start({ servers: cluster.nats.url, subject: CHAOS_IN, rate, idPrefix: `chaos${seed}` });
     const t0 = performance.now();
     const endAt = t0 + durationS * 1000;
     const p = pub;
@@ -85,7 +117,8 @@ async function main(): Promise<number> {
     const faults = runSchedule(injector, {
       random,
       gapMs: quick ? [500, 1500] : [4000, 12_000],
-      extra: quick ? 0 : Math.max(0, Math.floor(durationS / 12) - 4),
+      extra: quick ? 0 : Math.max(0, Math.floor(durationS / 12) - kinds.length),
+      kinds,
       endAt: endAt - (quick ? 2000 : 10_000),
     });
     let faultsOver = false;
@@ -118,6 +151,17 @@ async function main(): Promise<number> {
     line(`queue: ${drained ? `drained (pending 0, retrying 0, dead ${drained.exceptions.dead})` : "NOT drained"}`);
     if (t.lost > 0) line(`LOST acked ids (first ${t.lostSample.length}): ${t.lostSample.join(" ")}`);
     const deliveries = t.deliveredUnique + t.duplicates;
+    for (const kind of kinds) {
+      const of = log.filter((f) => f.kind === kind);
+      const stat = (pick: (f: FaultRecord) => number | undefined) => {
+        const xs = of.map(pick).filter((x): x is number => x !== undefined);
+        return xs.length === 0 ? "-" : xs.length === 1 ? String(xs[0]) : `${Math.min(...xs)}..${Math.max(...xs)}`;
+      };
+      line(
+        `fault ${kind}: n=${of.length} ok=${of.filter((f) => f.ok).length} failover_ms=${stat((f) => f.failoverMs)} ` +
+          `deliveries_caught_up_ms=${stat((f) => f.flowMs)} whole_after_restart_ms=${stat((f) => f.recoverMs)}`,
+      );
+    }
     line(`duplicate rate: ${((100 * t.duplicates) / Math.max(1, deliveries)).toFixed(3)}% (${t.duplicates} of ${deliveries} deliveries)`);
     const ok = t.lost === 0 && drained !== undefined && log.every((f) => f.ok);
     line(countsLine(t));
@@ -126,7 +170,7 @@ async function main(): Promise<number> {
     await pub?.stop().catch(() => undefined);
     await injector?.close();
     await sink?.stop();
-    await cluster.stop();
+    await (hosts ?? cluster).stop();
   }
 }
 

@@ -56,6 +56,22 @@ describe("replicas", () => {
     });
   });
 
+  it("three nodes started at once on a fresh R3 cluster all come up and stay up", async () => {
+    // Regression: every node creates the R3 buckets and streams at once and writes its first
+    // heartbeat while their stream leaders are still being elected; that write failed with "no
+    // responders" and the node died.
+    cluster = await TestCluster.start({
+      nodes: 3,
+      actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
+      natsCluster: { size: 3, replicas: 3 },
+      extra: { topics: { demo: { channel: "nats" } } },
+    });
+    const c = cluster;
+    const procs = c.startAll();
+    await c.waitStatus("three nodes running", (s) => s.nodes.length === 3 && allRunning(s), 60_000);
+    expect(procs.map((p) => [p.name, p.proc.exitCode, p.proc.signalCode])).toEqual(procs.map((p) => [p.name, null, null]));
+  });
+
   it("an existing stream with another replica count is kept and reported at start", async () => {
     cluster = await TestCluster.start({
       nodes: 1,

@@ -4,20 +4,40 @@
  *                   a random live node;
  *   - kill-node:    SIGKILL of a random live node that is not the master, restarted a few seconds later;
  *   - kill-master:  SIGKILL of the master, restarted a few seconds later;
- *   - restart-nats: nats-server itself stopped and started again on its port, store kept.
+ *   - restart-nats: nats-server itself stopped and started again on its port, store kept;
+ *   - kill-nats:    SIGKILL of one nats-server of a multi-server NATS, started again a few seconds
+ *                   later on its store (needs a JetStream cluster: the others carry on meanwhile);
+ * and on hosts (runtime/testing/hosts.ts) only:
+ *   - cut-host:     the master's host taken off the network (link down), healed a few seconds later;
+ *                   the master must move, and the old one come back as a slave of a higher epoch;
+ *   - kill-master-host: SIGKILL of the master's host's nats-server and node together, both started
+ *                   again a few seconds later.
  * Each fault waits until the cluster is whole again (every node alive, every actor running) and
  * records how long that took; a cluster that does not recover in time is a failed fault.
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { gatherStatus } from "../../runtime/cli/commands/status.js";
 import { decode, encode } from "../../runtime/codec/index.js";
 import { randomIndex } from "../../runtime/rules/random.js";
 import type { ControlReply } from "../../runtime/supervisor/supervisor.js";
 import type { ClusterStatus } from "../../runtime/supervisor/status.js";
-import { waitFor, type LocalCluster } from "../../runtime/testing/index.js";
+import { waitFor, type HostCluster, type LocalCluster } from "../../runtime/testing/index.js";
 
-export const FAULT_KINDS = ["crash-actor", "kill-node", "kill-master", "restart-nats"] as const;
+export const FAULT_KINDS = ["crash-actor", "kill-node", "kill-master", "restart-nats", "kill-nats", "cut-host", "kill-master-host"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** The kinds a cluster can take: kill-nats needs several servers, the host kinds a HostCluster. */
+export function faultKindsFor(opts: { servers: number; hosts: boolean }): FaultKind[] {
+  return FAULT_KINDS.filter((k) => (k === "kill-nats" ? opts.servers > 1 : k === "cut-host" || k === "kill-master-host" ? opts.hosts : true));
+}
+
+/** How the load is doing, for the time until messages offered after a fault are delivered again. */
+export interface FlowProbe {
+  /** A mark of "now" in the load. */
+  mark(): number;
+  /** True once deliveries have caught up with what was acked since `mark`. */
+  resumed(mark: number): boolean;
+}
 
 export interface FaultRecord {
   kind: FaultKind;
@@ -29,6 +49,15 @@ export interface FaultRecord {
   detail: string;
   /** Injected, and the cluster whole again within the deadline. */
   ok: boolean;
+  /** Until another node held the master lease, ms (faults that take the master away). */
+  failoverMs?: number;
+  /** Until deliveries caught up with what was acked since the fault, ms (with a FlowProbe). */
+  flowMs?: number;
+  /** From the restart (or heal) until the cluster was whole again, ms. */
+  recoverMs?: number;
+  /** The master lease before and after (faults that take the master away). */
+  masterBefore?: { node: string; epoch: number };
+  masterAfter?: { node: string; epoch: number };
 }
 
 export interface FaultInjectorOptions {
@@ -40,6 +69,12 @@ export interface FaultInjectorOptions {
   recoverTimeoutMs?: number;
   /** Called with each record as soon as the fault is over. */
   onFault?: (record: FaultRecord) => void;
+  /** The hosts the cluster runs on, for the host kinds. */
+  hosts?: HostCluster;
+  /** Measures when deliveries resume after each fault (`flowMs`). */
+  flow?: FlowProbe;
+  /** Options of the injector's own connection (HOSTS_CLIENT on hosts). */
+  connection?: Partial<ConnectionOptions>;
 }
 
 /** Every configured node alive, and every actor of every node running. */
@@ -75,7 +110,7 @@ export class FaultInjector {
   private reconnects = 0;
 
   static async start(cluster: LocalCluster, opts: FaultInjectorOptions): Promise<FaultInjector> {
-    const nc = await connect({ servers: cluster.nats.url, name: "chaos-faults", maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const nc = await connect({ servers: cluster.nats.url, name: "chaos-faults", maxReconnectAttempts: -1, reconnectTimeWait: 100, ...opts.connection });
     const injector = new FaultInjector(cluster, nc, opts);
     void (async () => {
       for await (const s of nc.status()) if (s.type === "reconnect") injector.reconnects++;
@@ -112,6 +147,12 @@ export class FaultInjector {
         return this.killNode(true);
       case "restart-nats":
         return this.restartNats();
+      case "kill-nats":
+        return this.killNats();
+      case "cut-host":
+        return this.cutMasterHost();
+      case "kill-master-host":
+        return this.killMasterHost();
     }
   }
 
@@ -138,35 +179,153 @@ export class FaultInjector {
     const live = s.nodes.filter((n) => n.state === "alive" && (master ? n.name === lease : n.name !== lease));
     if (live.length === 0) throw new Error(master ? "no live master to kill" : "no live non-master node to kill");
     const name = this.pick(live).name;
-    const down = this.downMs[0] + this.random() * (this.downMs[1] - this.downMs[0]);
+    const down = this.downTime();
     const t = performance.now();
+    const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
     await this.cluster.kill(name, "SIGKILL");
-    let failover = "";
+    let moved: Awaited<ReturnType<FaultInjector["masterMoved"]>> | undefined;
     if (master) {
-      const next = await this
-        .waitStatus("a new master", (st) => !!st.master?.node && st.master.node !== name, this.recoverTimeoutMs)
-        .catch(() => undefined);
-      if (!next) return { target: name, detail: `no new master within ${this.recoverTimeoutMs} ms`, ok: false };
-      failover = `master → ${next.master!.node} (epoch ${next.master!.epoch}) in ${ms(t)}; `;
+      moved = await this.masterMoved({ node: name, epoch: s.master!.epoch }, t);
+      if (!moved.ok) return { target: name, ...moved };
     }
-    // The schedule's own timer: how long the node stays dead, not a wait for anything.
-    const left = down - (performance.now() - t);
-    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    await this.until(t + down);
     this.cluster.startNode(name);
-    const r = await this.recovered(name, performance.now(), "whole again", whole);
-    return { ...r, detail: `${failover}down ${Math.round(down)} ms; ${r.detail}` };
+    const r = await this.recoveredMs(name, "whole again", whole);
+    const flowMs = await caughtUp;
+    return { ...r, ...moved, flowMs, ok: r.ok, detail: `${moved ? `${moved.detail}; ` : ""}down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private async restartNats() {
     const t = performance.now();
     const before = this.reconnects;
-    await this.cluster.nats.server.restart();
+    const server = this.cluster.nats.server;
+    // With several servers our connection may be on another one, and never reconnect.
+    const ours = this.nc.getServer() === new URL(server.url).host;
+    await server.restart();
     const outage = ms(t);
     // A status request sent while our own client has not noticed the restart would wait its full
     // timeout and inflate the recovery time: poll only once we are back.
-    await waitFor(() => this.reconnects > before, { timeoutMs: this.recoverTimeoutMs, intervalMs: 10, what: "our reconnect" });
-    const r = await this.recovered("nats-server", performance.now(), "cluster whole", whole);
+    if (ours) await waitFor(() => this.reconnects > before, { timeoutMs: this.recoverTimeoutMs, intervalMs: 10, what: "our reconnect" });
+    const r = await this.recoveredMs("nats-server", "cluster whole", whole);
     return { ...r, detail: `server back in ${outage}; ${r.detail}` };
+  }
+
+  private async killNats() {
+    const servers = this.cluster.nats.servers;
+    if (servers.length < 2) throw new Error("kill-nats needs a multi-server NATS (a JetStream cluster)");
+    const i = randomIndex(this.random, servers.length);
+    const server = servers[i]!;
+    const target = `nats-server s${i + 1}`;
+    const down = this.downTime();
+    const t = performance.now();
+    const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
+    await server.kill();
+    await this.until(t + down);
+    await server.restart();
+    const r = await this.recoveredMs(target, "cluster whole", whole);
+    const flowMs = await caughtUp;
+    return { ...r, flowMs, detail: `down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+  }
+
+  private async cutMasterHost() {
+    const hosts = this.requireHosts("cut-host");
+    const before = await this.masterNow();
+    const host = hosts.hostOf(before.node);
+    const target = `host ${host} (${before.node}, master)`;
+    const down = this.downTime();
+    const t = performance.now();
+    const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
+    await hosts.cut(host);
+    const moved = await this.masterMoved(before, t);
+    await this.until(t + down);
+    await hosts.heal(host);
+    // Whole again, and the old master back as a slave: it fenced itself while cut off.
+    const fenced = (s: ClusterStatus) =>
+      whole(s) && s.master?.node !== before.node && s.nodes.find((n) => n.name === before.node)?.role === "slave";
+    const r = await this.recoveredMs(target, "healed, whole, old master a slave", fenced);
+    const flowMs = await caughtUp;
+    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; cut ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+  }
+
+  private async killMasterHost() {
+    const hosts = this.requireHosts("kill-master-host");
+    const before = await this.masterNow();
+    const host = hosts.hostOf(before.node);
+    const target = `host ${host} (${before.node}, master)`;
+    const down = this.downTime();
+    const t = performance.now();
+    const mark = this.opts.flow?.mark();
+    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
+    const caughtUp = this.flowResumed(t, mark);
+    await Promise.all([hosts.killNats(host), hosts.killNode(host)]);
+    const moved = await this.masterMoved(before, t);
+    await this.until(t + down);
+    await hosts.restartNats(host);
+    hosts.startNode(host);
+    const r = await this.recoveredMs(target, "whole again", whole);
+    const flowMs = await caughtUp;
+    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+  }
+
+  private flowText(flowMs: number | undefined): string {
+    if (!this.opts.flow) return "";
+    return flowMs === undefined ? `deliveries NOT caught up within ${this.recoverTimeoutMs} ms; ` : `deliveries caught up after ${flowMs} ms; `;
+  }
+
+  private requireHosts(kind: FaultKind): HostCluster {
+    if (!this.opts.hosts) throw new Error(`${kind} needs the cluster on hosts (chaos --hosts)`);
+    return this.opts.hosts;
+  }
+
+  private async masterNow(): Promise<{ node: string; epoch: number }> {
+    const s = await this.waitStatus("a master", (st) => !!st.master?.node, this.recoverTimeoutMs);
+    return { node: s.master!.node!, epoch: s.master!.epoch };
+  }
+
+  /** Waits for another node to hold the lease at a higher epoch. */
+  private async masterMoved(before: { node: string; epoch: number }, since: number) {
+    const next = await this
+      .waitStatus("a new master", (st) => !!st.master?.node && st.master.node !== before.node && st.master.epoch > before.epoch, this.recoverTimeoutMs)
+      .catch(() => undefined);
+    if (!next) return { masterBefore: before, ok: false, detail: `no new master within ${this.recoverTimeoutMs} ms` };
+    // The new master's own event, when the harness got it, dates the takeover better than a
+    // status poll, which waits for the registry's stream to answer again.
+    const acquired = this.cluster.events.find(
+      (e) => e.type === "master.acquired" && e.node !== before.node && (e.epoch ?? 0) > before.epoch && e.receivedAt >= since,
+    );
+    const failoverMs = Math.round((acquired?.receivedAt ?? performance.now()) - since);
+    const masterAfter = { node: next.master!.node!, epoch: next.master!.epoch };
+    return { masterBefore: before, masterAfter, failoverMs, ok: true, detail: `master ${before.node}@${before.epoch} → ${masterAfter.node}@${masterAfter.epoch} in ${failoverMs} ms` };
+  }
+
+  /** Until the flow probe sees a delivery offered after `mark`; undefined without a probe or on timeout. */
+  private async flowResumed(since: number, mark: number | undefined): Promise<number | undefined> {
+    const flow = this.opts.flow;
+    if (!flow || mark === undefined) return undefined;
+    const ok = await waitFor(() => flow.resumed(mark), { timeoutMs: this.recoverTimeoutMs, intervalMs: 100, what: "deliveries caught up" }).catch(() => false);
+    return ok ? Math.round(performance.now() - since) : undefined;
+  }
+
+  private async recoveredMs(target: string, what: string, pred: (s: ClusterStatus) => boolean) {
+    const t = performance.now();
+    const r = await this.recovered(target, t, what, pred);
+    return { ...r, ...(r.ok ? { recoverMs: Math.round(performance.now() - t) } : {}) };
+  }
+
+  private downTime(): number {
+    return this.downMs[0] + this.random() * (this.downMs[1] - this.downMs[0]);
+  }
+
+  /** The schedule's own timer: how long a fault lasts, not a wait for anything. */
+  private async until(at: number): Promise<void> {
+    const left = at - performance.now();
+    if (left > 0) await new Promise((r) => setTimeout(r, left));
   }
 
   /** Waits for `pred`, and words how long it took (or that it never came). */
@@ -217,6 +376,8 @@ export interface ScheduleOptions {
   extra: number;
   /** No new fault starts after this (performance.now()), except kinds not yet injected. */
   endAt: number;
+  /** The kinds to inject (faultKindsFor). @defaultValue the four kinds every cluster takes */
+  kinds?: readonly FaultKind[];
 }
 
 /**
@@ -225,7 +386,8 @@ export interface ScheduleOptions {
  * dropped but every kind not yet injected still is, so each run covers all of them.
  */
 export async function runSchedule(injector: FaultInjector, opts: ScheduleOptions): Promise<FaultRecord[]> {
-  const plan: FaultKind[] = [...FAULT_KINDS, ...Array.from({ length: opts.extra }, () => FAULT_KINDS[randomIndex(opts.random, FAULT_KINDS.length)]!)];
+  const kinds = opts.kinds ?? faultKindsFor({ servers: 1, hosts: false });
+  const plan: FaultKind[] = [...kinds, ...Array.from({ length: opts.extra }, () => kinds[randomIndex(opts.random, kinds.length)]!)];
   shuffle(plan, opts.random);
   const done = new Set<FaultKind>();
   const out: FaultRecord[] = [];

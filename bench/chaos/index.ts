@@ -2,13 +2,13 @@
  * Chaos drills: a cluster under steady load while faults are injected, and the count of what came
  * out. Shared by `bench/chaos.ts` (the long run) and `test/chaos.test.ts` (the bounded one).
  */
-import { LocalCluster } from "../../runtime/testing/index.js";
+import { HostCluster, LocalCluster } from "../../runtime/testing/index.js";
 import type { RatePublisher } from "./publisher.js";
 import type { Sink } from "./sink.js";
-import { whole } from "./faults.js";
+import { whole, type FlowProbe } from "./faults.js";
 
-export { FAULT_KINDS, FaultInjector, runSchedule, whole } from "./faults.js";
-export type { FaultInjectorOptions, FaultKind, FaultRecord, ScheduleOptions } from "./faults.js";
+export { FAULT_KINDS, FaultInjector, faultKindsFor, runSchedule, whole } from "./faults.js";
+export type { FaultInjectorOptions, FaultKind, FaultRecord, FlowProbe, ScheduleOptions } from "./faults.js";
 export { RatePublisher } from "./publisher.js";
 export type { PublisherOptions } from "./publisher.js";
 export { Sink } from "./sink.js";
@@ -17,20 +17,27 @@ export { Sink } from "./sink.js";
 export const CHAOS_IN = "herald.in.demo";
 export const CHAOS_OUT = "herald.out.demo";
 
+/** Every chaos node: one actor of each kind but collector, the demo topic, forgiving retries. */
+const CHAOS_NODES = {
+  faultInjection: true,
+  actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
+  extra: {
+    topics: { demo: { channel: "nats" } },
+    pipeline: { ackWaitMs: 3000, duplicateWindowMs: 600_000, retry: { backoffMs: [200, 500, 1000], maxAttempts: 1000 } },
+  },
+} as const;
+
 /**
  * A running cluster of `nodes` nodes, each with one ingest, sub-queue, processor and pusher, and
  * the `demo` topic on the nats channel. Short AckWait so a killed holder's messages come back
  * soon; retries practically unbounded so a long outage delays messages instead of killing them.
  */
-export async function startChaosCluster(nodes: number): Promise<LocalCluster> {
+export async function startChaosCluster(nodes: number, opts: { natsServers?: number } = {}): Promise<LocalCluster> {
+  const servers = opts.natsServers ?? 1;
   const cluster = await LocalCluster.start({
     nodes,
-    faultInjection: true,
-    actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
-    extra: {
-      topics: { demo: { channel: "nats" } },
-      pipeline: { ackWaitMs: 3000, duplicateWindowMs: 600_000, retry: { backoffMs: [200, 500, 1000], maxAttempts: 1000 } },
-    },
+    ...CHAOS_NODES,
+    ...(servers > 1 ? { natsCluster: { size: servers, replicas: servers >= 5 ? 5 : 3 } } : {}),
   });
   try {
     cluster.startAll();
@@ -40,6 +47,40 @@ export async function startChaosCluster(nodes: number): Promise<LocalCluster> {
     await cluster.stop();
     throw err;
   }
+}
+
+/**
+ * The chaos cluster on three hosts (runtime/testing/hosts.ts): one nats-server and one node per
+ * network namespace, R3. Needs root and `ip netns` (see canUseNetns).
+ */
+export async function startHostChaosCluster(): Promise<HostCluster> {
+  const hosts = await HostCluster.start(CHAOS_NODES);
+  try {
+    hosts.startNodes();
+    await hosts.cluster.waitStatus("3 nodes on 3 hosts running", (s) => s.nodes.length === 3 && whole(s), 90_000);
+    return hosts;
+  } catch (err) {
+    await hosts.stop();
+    throw err;
+  }
+}
+
+/**
+ * Deliveries caught up: every message acked since the mark has been delivered, but for those of
+ * the last quarter second (normal latency), and at least one such message was. A first message
+ * through is not enough: after a cut, a few trickle in long before the backlog moves.
+ */
+export function flowProbe(pub: RatePublisher, sink: Sink, rate: number): FlowProbe {
+  const slack = Math.max(1, Math.ceil(rate / 4));
+  return {
+    mark: () => pub.acked.length,
+    resumed: (mark) => {
+      const end = pub.acked.length - slack;
+      if (end <= mark) return false;
+      for (let i = mark; i < end; i++) if (!sink.has(pub.acked[i]!)) return false;
+      return true;
+    },
+  };
 }
 
 export interface Tally {

@@ -5,7 +5,7 @@
  * owed delivery, so the run measures exactly Herald's promise.
  */
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 
 export interface PublisherOptions {
   /** NATS URL. */
@@ -18,6 +18,8 @@ export interface PublisherOptions {
   idPrefix: string;
   /** How long one publish waits for its ack, ms. @defaultValue 5000 */
   ackTimeoutMs?: number;
+  /** Options of the publisher's connection (e.g. faster pings on hosts). */
+  connection?: Partial<ConnectionOptions>;
 }
 
 /** The load generator tops up to `rate × elapsed` this often, ms. */
@@ -41,7 +43,7 @@ export class RatePublisher {
 
   /** Connects (reconnecting forever: the broker restarts under us) and starts publishing. */
   static async start(opts: PublisherOptions): Promise<RatePublisher> {
-    const nc = await connect({ servers: opts.servers, name: "chaos-publisher", maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const nc = await connect({ servers: opts.servers, name: "chaos-publisher", maxReconnectAttempts: -1, reconnectTimeWait: 100, ...opts.connection });
     const p = new RatePublisher(nc, jetstream(nc, { timeout: opts.ackTimeoutMs ?? 5000 }), opts);
     const t0 = performance.now();
     p.timer = setInterval(() => {

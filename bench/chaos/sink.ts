@@ -8,7 +8,7 @@
  * stream's dedup window included. Per id the larger of the two counts is taken.
  */
 import { DeliverPolicy, jetstream, jetstreamManager, StorageType, type ConsumerMessages } from "@nats-io/jetstream";
-import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
+import { connect, nanos, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 
 /** The shortest dedup window nats-server accepts: pushes of one id closer than this count once in the stream. */
 const MIN_DUPLICATE_WINDOW_MS = 100;
@@ -29,14 +29,21 @@ export class Sink {
   ) {}
 
   /** Creates the capture stream (file storage: it must survive a broker restart) and starts counting. */
-  static async start(servers: string, subject: string, stream = "CHAOS_SINK"): Promise<Sink> {
-    const nc = await connect({ servers, name: "chaos-sink", maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  static async start(
+    servers: string,
+    subject: string,
+    opts: { stream?: string; replicas?: number; connection?: Partial<ConnectionOptions> } = {},
+  ): Promise<Sink> {
+    const stream = opts.stream ?? "CHAOS_SINK";
+    const nc = await connect({ servers, name: "chaos-sink", maxReconnectAttempts: -1, reconnectTimeWait: 100, ...opts.connection });
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({
       name: stream,
       subjects: [subject],
       storage: StorageType.File,
       duplicate_window: nanos(MIN_DUPLICATE_WINDOW_MS),
+      // On a JetStream cluster, replicated like Herald's own streams: a server down must not blind the count.
+      num_replicas: opts.replicas ?? 1,
     });
     const sink = new Sink(nc, subject, stream);
     nc.subscribe(subject, {

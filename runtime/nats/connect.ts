@@ -59,6 +59,11 @@ export function configAccess(nats: { servers: string[]; auth?: Partial<Record<st
   };
 }
 
+/** How often a node's connections ping their server, ms. */
+const SERVER_PING_MS = 2000;
+/** How long one connect attempt (to one server) may take, ms. */
+const CONNECT_ATTEMPT_MS = 3000;
+
 /** Connects with reconnects forever: a node outlives broker restarts. */
 export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {
   const options: ConnectionOptions = {
@@ -67,7 +72,13 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     waitOnFirstConnect: opts.waitOnFirstConnect ?? true,
-    pingInterval: 10_000,
+    // A server that goes silent (its host cut off: no reset, no close) is given up after
+    // (maxPingOut + 1) × pingInterval, and a connect attempt to one that does not answer after
+    // `timeout`, so the next server in the list is tried within seconds rather than a minute
+    // (measured: test/hosts.test.ts, BENCHMARKS.md "Several hosts").
+    pingInterval: SERVER_PING_MS,
+    maxPingOut: 2,
+    timeout: CONNECT_ATTEMPT_MS,
     ...(opts.inboxPrefix === undefined ? {} : { inboxPrefix: opts.inboxPrefix }),
   };
   try {

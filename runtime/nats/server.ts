@@ -120,6 +120,12 @@ export interface NatsServerOptions {
    * @defaultValue `node <script>` of this process
    */
   ownerRole?: string;
+  /**
+   * A command the server is run through, e.g. `["ip", "netns", "exec", "ns1"]` to run it in a
+   * network namespace: spawned as `...launcher nats-server <args>`. It must exec the server (not
+   * fork it), so the pid, signals and exit are the server's own. @defaultValue none
+   */
+  launcher?: readonly string[];
 }
 
 export interface NatsServerHandle {
@@ -198,6 +204,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     detached: opts.detached ?? false,
     onSpawn: opts.onSpawn,
     ownerRole: opts.ownerRole ?? `node ${path.basename(process.argv[1] ?? "")}`.trim(),
+    launcher: opts.launcher ?? [],
   };
   await mkdir(settings.storeDir, { recursive: true });
   if (settings.logFile !== undefined) await mkdir(path.dirname(settings.logFile), { recursive: true });
@@ -238,6 +245,7 @@ interface LaunchSettings {
   detached: boolean;
   onSpawn: ((pid: number) => void) | undefined;
   ownerRole: string;
+  launcher: readonly string[];
 }
 
 /** One incarnation of the server process. */
@@ -310,7 +318,7 @@ class ServerProcess implements NatsServerHandle {
  * The caller holds the store dir's lock, which gets to name the server.
  */
 async function launch(settings: LaunchSettings, lock: PidLock): Promise<Running> {
-  const { bin, host, port, storeDir, serverName, logFile, configFile, startTimeoutMs, detached } = settings;
+  const { bin, host, port, storeDir, serverName, logFile, configFile, startTimeoutMs, detached, launcher } = settings;
   // Whoever answers there now is not ours; our server would open the store before failing on the port.
   const squatter = await probeInfo(connectHost(host), port, 1_000, { acceptAny: true });
   if (squatter !== null) throw NatsServerStartError.portTaken(host, port, squatter.server_name);
@@ -322,7 +330,8 @@ async function launch(settings: LaunchSettings, lock: PidLock): Promise<Running>
   const logFd = logFile === undefined ? undefined : openSync(logFile, "a");
   let child: ChildProcess;
   try {
-    child = spawn(bin, args, { stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"], detached });
+    const [cmd, argv] = launcher.length === 0 ? [bin, args] : [launcher[0]!, [...launcher.slice(1), bin, ...args]];
+    child = spawn(cmd, argv, { stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"], detached });
   } finally {
     if (logFd !== undefined) closeSync(logFd);
   }

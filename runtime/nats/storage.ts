@@ -4,13 +4,15 @@
  * kept as it is and reported (a log line at start, and `herald doctor`), never silently used as if
  * it matched: scaling a live stream is an operator's decision (`nats stream edit NAME --replicas N`).
  */
-import { JetStreamApiError, type StreamConfig } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 
 /** JetStream's "stream name already in use with a different configuration". */
 const STREAM_NAME_EXIST = 10058;
+/** JetStream's "not enabled" (server-wide) and "not enabled for account". */
+const JETSTREAM_OFF_CODES: readonly number[] = [10076, JetStreamApiCodes.JetStreamNotEnabledForAccount];
 
 export interface Storage {
   nc: NatsConnection;
@@ -48,4 +50,30 @@ export async function ensureBucket(s: Storage, name: string, opts: Partial<KvOpt
 export function checkStreamReplicas(s: Storage, config: Pick<StreamConfig, "name" | "num_replicas">): void {
   const actual = config.num_replicas || 1;
   if (actual !== s.replicas) s.log.warn(replicaMismatch(`stream ${config.name}`, actual, s.replicas));
+}
+
+/**
+ * Whether a failed setup step means JetStream is off for this account, as opposed to a JetStream
+ * object not yet able to answer. The client reports "no responders" on a stream's subject as
+ * `JetStreamNotEnabled`, and that is also what a write to a freshly created replicated
+ * stream gets while its replicas elect a leader: nobody listens there yet. So such a verdict is
+ * checked with the JetStream API itself, which answers whenever JetStream is on.
+ */
+export async function jetStreamIsOff(nc: NatsConnection, err: unknown, timeoutMs = 2000): Promise<boolean> {
+  if (!saysJetStreamOff(err)) return false;
+  try {
+    await (await jetstreamManager(nc, { timeout: timeoutMs })).getAccountInfo();
+    return false;
+  } catch (check) {
+    return saysJetStreamOff(check);
+  }
+}
+
+/**
+ * The client's "JetStream not enabled" verdict: its error class (the package's public face does not
+ * export it, so it is known by its class name) or the server's API codes.
+ */
+function saysJetStreamOff(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return JETSTREAM_OFF_CODES.includes(err.code);
+  return err instanceof Error && err.name === "JetStreamNotEnabled";
 }

@@ -13,6 +13,7 @@ import { errorText, HeraldError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { configAccess, connectNats } from "../nats/connect.js";
 import { bindBucket } from "../nats/buckets.js";
+import { jetStreamIsOff } from "../nats/storage.js";
 import { watchKv, type WatchHandle } from "../nats/kv-watch.js";
 import { monotonicNow } from "../platform/index.js";
 import { payloadRoomProblem } from "../pipeline/queue-io.js";
@@ -140,7 +141,10 @@ export class Supervisor {
     }, this.log.child("registry"));
     this.serveStatus();
     this.serveControl();
-    await this.beat();
+    // The first write to the registry: on a fresh replicated bucket it can come before the
+    // bucket's stream has a leader.
+    await this.setUp("the first heartbeat", () => this.beat());
+    if (this.stopping) return;
     await this.setUp("the message queue", () => ensurePipeline(nc, config, this.log));
     if (this.stopping) return;
     for (const kind of ["ingest", "subqueue", "processor", "pusher"] as const) {
@@ -156,8 +160,9 @@ export class Supervisor {
   /**
    * Runs a JetStream setup step (buckets, streams, consumers), trying again while JetStream may
    * still be starting, electing a leader or slow to answer: a request timeout must not kill a
-   * starting node. "Not enabled" (or no responders) is final at once; otherwise it gives up after
-   * 20 tries (about 50 s). Resolves undefined when the node is stopped meanwhile.
+   * starting node. JetStream off for the account is final at once (checked with the JetStream API,
+   * see {@link jetStreamIsOff}: "no responders" alone also means a new replicated stream without a
+   * leader yet); otherwise it gives up after 20 tries (about 50 s). Resolves undefined when the node is stopped meanwhile.
    */
   private async setUp<T>(what: string, step: () => Promise<T>): Promise<T | undefined> {
     for (let attempt = 1; !this.stopping; attempt++) {
@@ -165,7 +170,7 @@ export class Supervisor {
         return await step();
       } catch (err) {
         const text = errorText(err);
-        if (/jetstream not enabled|503/i.test(text) || attempt >= 20) {
+        if (attempt >= 20 || (await jetStreamIsOff(this.nc, err))) {
           throw new Error(`cannot set up ${what} on NATS (${text}): is JetStream enabled (nats-server -js)?`);
         }
         this.log.warn(`setting up ${what} failed; trying again`, { attempt, error: text });

@@ -9,3 +9,8 @@ export type { TempNatsCluster, TempNatsClusterOptions } from "./temp-nats-cluste
 export type { TempNats } from "./temp-nats.js";
 export { waitFor } from "./wait.js";
 export type { WaitForOptions } from "./wait.js";
+export { HOSTS_CLIENT, HostCluster } from "./hosts.js";
+export type { HostClusterOptions } from "./hosts.js";
+export { canUseNetns, createNetns } from "./netns.js";
+export type { NetnsHost, NetnsNetwork } from "./netns.js";
+export type { NatsHost } from "./temp-nats-cluster.js";

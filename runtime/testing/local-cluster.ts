@@ -18,7 +18,7 @@ import { LAUNCHER_PIPE_ENV } from "../lifecycle/index.js";
 import { repoRoot } from "../platform/repo.js";
 import { NODE_HEAP_FLAGS } from "../platform/index.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
-import { startTempNatsCluster } from "./temp-nats-cluster.js";
+import { startTempNatsCluster, type NatsHost } from "./temp-nats-cluster.js";
 import { startTempNats, type TempNats } from "./temp-nats.js";
 import { waitFor } from "./wait.js";
 
@@ -90,7 +90,14 @@ export interface LocalClusterOptions {
    * Run the nodes against a JetStream cluster of this many nats-servers (on loopback) instead of
    * one server, with `nats.replicas` set to `replicas`. @defaultValue one server, 1 replica
    */
-  natsCluster?: { size: number; replicas: 1 | 3 | 5 };
+  natsCluster?: { size: number; replicas: 1 | 3 | 5; hosts?: readonly NatsHost[] };
+  /**
+   * How node NAME is launched: `launcher` is a command its process runs through (e.g. `ip netns
+   * exec <ns>`, which execs it: the pid stays the node's), and `servers` its own `nats.servers`
+   * (it then gets its own config file, as a proxied node does). @defaultValue no launcher, the
+   * shared config
+   */
+  nodeLaunch?: (name: string) => { launcher?: readonly string[]; servers?: readonly string[] };
   /** Options of the harness's own connection (credentials, TLS) for servers that require them. */
   harness?: Partial<ConnectionOptions>;
   /** Environment added to every node process (secrets the config reads with `{ "env": … }`). */
@@ -105,6 +112,7 @@ export class LocalCluster {
   private skew: Record<string, string> = {};
   private cliPath = CLI;
   private nodeEnv: Record<string, string> = {};
+  private nodeLaunchers = new Map<string, readonly string[]>();
   private constructor(
     readonly dir: string,
     readonly configFile: string,
@@ -115,7 +123,11 @@ export class LocalCluster {
   ) {}
 
   static async start(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
-    const nats = opts.natsCluster ? await clusterAsTempNats(opts.natsCluster.size, opts.natsConfig) : await startTempNats(opts.natsConfig === undefined ? {} : { config: opts.natsConfig });
+    // Checked before anything starts: a failed start must leave no server behind.
+    if (Object.keys(opts.skew ?? {}).length > 0 && !existsSync(LIBFAKETIME)) {
+      throw new Error(`clock-skewed nodes need ${LIBFAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
+    }
+    const nats = opts.natsCluster ? await clusterAsTempNats(opts.natsCluster, opts.natsConfig) : await startTempNats(opts.natsConfig === undefined ? {} : { config: opts.natsConfig });
     const dir = await mkdtemp(join(tmpdir(), "herald-cluster-"));
     const n = opts.nodes ?? 4;
     const actors = { ingest: 0, collector: 1, subqueue: 0, processor: 1, pusher: 0, ...opts.actors };
@@ -152,15 +164,20 @@ export class LocalCluster {
     cluster.skew = opts.skew ?? {};
     cluster.cliPath = opts.cli ?? CLI;
     cluster.nodeEnv = opts.nodeEnv ?? {};
-    if (Object.keys(cluster.skew).length > 0 && !existsSync(LIBFAKETIME)) {
-      throw new Error(`clock-skewed nodes need ${LIBFAKETIME}: install it (Debian/Ubuntu: apt-get install faketime)`);
-    }
     for (const name of opts.proxied ?? []) {
       const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.port });
       cluster.proxies.set(name, proxy);
       const file = join(dir, `${name}.config.json`);
       const own = { ...config, nats: { ...config.nats, servers: [`nats://${proxy.host}:${proxy.port}`] } };
       await writeFile(file, JSON.stringify(own, null, 2));
+      cluster.nodeConfigFiles.set(name, file);
+    }
+    for (const { name } of config.nodes) {
+      const launch = opts.nodeLaunch?.(name);
+      if (launch?.launcher) cluster.nodeLaunchers.set(name, launch.launcher);
+      if (!launch?.servers) continue;
+      const file = join(dir, `${name}.config.json`);
+      await writeFile(file, JSON.stringify({ ...config, nats: { ...config.nats, servers: launch.servers } }, null, 2));
       cluster.nodeConfigFiles.set(name, file);
     }
     return cluster;
@@ -178,7 +195,9 @@ export class LocalCluster {
     const args = [this.cliPath, "start", "-c", this.nodeConfigFiles.get(name) ?? this.configFile, "--node", name];
     // HERALD_PROF_DIR: every thread of every node writes a CPU profile there (bench/profile.ts sums them up).
     const prof = process.env.HERALD_PROF_DIR ? ["--cpu-prof", "--cpu-prof-dir", process.env.HERALD_PROF_DIR] : [];
-    const [cmd, argv] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, [...NODE_HEAP_FLAGS, ...prof, ...args]];
+    const [bin, binArgs] = this.runtime === "deno" ? [DENO, ["run", "-A", ...args]] : [process.execPath, [...NODE_HEAP_FLAGS, ...prof, ...args]];
+    const launcher = this.nodeLaunchers.get(name) ?? [];
+    const [cmd, argv] = launcher.length === 0 ? [bin, binArgs] : [launcher[0]!, [...launcher.slice(1), bin, ...binArgs]];
     const skew = this.skew[name];
     const proc = spawn(cmd, argv, {
       // The launcher's pipe: a node of a test run that dies (killed, timed out) drains and exits
@@ -266,9 +285,10 @@ export class LocalCluster {
 }
 
 /** A nats-server cluster seen through the one-server handle: `url` lists every server, `server` is the first. */
-async function clusterAsTempNats(size: number, config: string | undefined): Promise<TempNats> {
-  const cluster = await startTempNatsCluster({ size, ...(config === undefined ? {} : { config }) });
-  return { url: cluster.urls.join(","), port: cluster.servers[0]!.port, storeDir: "", server: cluster.servers[0]!, stop: cluster.stop };
+async function clusterAsTempNats(opts: { size: number; hosts?: readonly NatsHost[] }, config: string | undefined): Promise<TempNats> {
+  const cluster = await startTempNatsCluster({ size: opts.size, ...(opts.hosts ? { hosts: opts.hosts } : {}), ...(config === undefined ? {} : { config }) });
+  const server = cluster.servers[0]!;
+  return { url: cluster.urls.join(","), port: server.port, storeDir: "", server, servers: cluster.servers, stop: cluster.stop };
 }
 
 export function runCli(

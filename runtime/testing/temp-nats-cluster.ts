@@ -20,16 +20,37 @@ export interface TempNatsCluster {
 }
 
 export interface TempNatsClusterOptions {
-  /** Servers in the cluster. @defaultValue 3 */
+  /** Servers in the cluster. @defaultValue 3 (or one per host of `hosts`) */
   size?: number;
   /** Extra config text for every server (e.g. authorization). */
   config?: string;
+  /**
+   * One server per host (a namespace of runtime/testing/netns.ts): server i listens on host i's
+   * address, clients on 4222 and routes on 6222 (each host has its own ports), and is run through
+   * its `launcher`. @defaultValue all servers on loopback, free ports, no launcher
+   */
+  hosts?: readonly NatsHost[];
 }
 
+/** Where one server of the cluster runs. */
+export interface NatsHost {
+  /** The address it listens on (clients and routes). */
+  ip: string;
+  /** The command it is run through (e.g. `ip netns exec <ns>`); see NatsServerOptions.launcher. */
+  launcher: readonly string[];
+}
+
+/** Ports of a server alone on its host. */
+const HOST_CLIENT_PORT = 4222;
+const HOST_ROUTE_PORT = 6222;
+
 export async function startTempNatsCluster(opts: TempNatsClusterOptions = {}): Promise<TempNatsCluster> {
-  const size = opts.size ?? 3;
+  const hosts = opts.hosts;
+  const size = hosts?.length ?? opts.size ?? 3;
   const dir = await mkdtemp(path.join(os.tmpdir(), "herald-cluster-nats-"));
-  const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routes = hosts
+    ? hosts.map((h) => ({ host: h.ip, port: HOST_ROUTE_PORT }))
+    : await Promise.all(Array.from({ length: size }, async () => ({ host: "127.0.0.1", port: await freePort() })));
   const servers: NatsServerHandle[] = [];
   const stop = async () => {
     await Promise.all(servers.map((s) => s.stop()));
@@ -38,14 +59,21 @@ export async function startTempNatsCluster(opts: TempNatsClusterOptions = {}): P
   try {
     // Started together: each waits for its routes, and JetStream for a quorum.
     const started = await Promise.all(
-      routePorts.map(async (port, i) => {
-        const routes = routePorts.filter((_, j) => j !== i).map((p) => `nats-route://127.0.0.1:${p}`);
+      routes.map(async (own, i) => {
+        const others = routes.filter((_, j) => j !== i).map((r) => `nats-route://${r.host}:${r.port}`);
         const configFile = path.join(dir, `s${i + 1}.conf`);
         await writeFile(
           configFile,
-          `cluster {\n  name: herald-test\n  listen: 127.0.0.1:${port}\n  routes: [${routes.join(", ")}]\n}\n${opts.config ?? ""}\n`,
+          `cluster {\n  name: herald-test\n  listen: ${own.host}:${own.port}\n  routes: [${others.join(", ")}]\n}\n${opts.config ?? ""}\n`,
         );
-        return startNatsServer({ storeDir: path.join(dir, `s${i + 1}`), serverName: `s${i + 1}`, configFile, startTimeoutMs: 20_000 });
+        const host = hosts?.[i];
+        return startNatsServer({
+          storeDir: path.join(dir, `s${i + 1}`),
+          serverName: `s${i + 1}`,
+          configFile,
+          startTimeoutMs: 20_000,
+          ...(host ? { host: host.ip, port: HOST_CLIENT_PORT, launcher: host.launcher } : {}),
+        });
       }),
     );
     servers.push(...started);

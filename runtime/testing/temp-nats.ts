@@ -9,6 +9,8 @@ export interface TempNats {
   port: number;
   storeDir: string;
   server: NatsServerHandle;
+  /** Every server: `[server]`, or each server of a cluster (LocalClusterOptions.natsCluster). */
+  servers: readonly NatsServerHandle[];
   /** Stops the server and removes its store dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -39,6 +41,7 @@ export async function startTempNats(opts: { startTimeoutMs?: number; config?: st
     port: server.port,
     storeDir,
     server,
+    servers: [server],
     stop: () =>
       (stopping ??= (async () => {
         try {

@@ -1,0 +1,113 @@
+/**
+ * Several hosts, tested for real: three network namespaces (runtime/testing/netns.ts), each with
+ * one nats-server of a three-server JetStream cluster and one Herald node, every stream R3. Under
+ * a steady load from the root namespace, in turn: a nats-server SIGKILLed and restarted; the
+ * master's host cut off the network and healed; the master's host's nats-server and node
+ * SIGKILLed together and restarted. Then every id JetStream acknowledged must have been pushed
+ * (lost 0), and the master must have moved, at a higher epoch, each time it was taken away.
+ *
+ *   npm run test:hosts                       (short: about a minute)
+ *   HERALD_HOSTS_FULL=1 npm run test:hosts   (longer outages, more load)
+ *
+ * Needs root and `ip netns`; without them the test is skipped and says why.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  CHAOS_IN,
+  CHAOS_OUT,
+  countsLine,
+  FaultInjector,
+  flowProbe,
+  RatePublisher,
+  Sink,
+  startHostChaosCluster,
+  tally,
+  type FaultKind,
+  type FaultRecord,
+} from "../bench/chaos/index.js";
+import { seededRandom } from "../runtime/rules/random.js";
+import { canUseNetns, HOSTS_CLIENT, type HostCluster } from "../runtime/testing/index.js";
+import { waitFor } from "./helpers/nats.js";
+
+const skipReason = await canUseNetns();
+if (skipReason !== undefined) console.log(`hosts: SKIPPED, network namespaces unavailable: ${skipReason}`);
+
+const FULL = process.env.HERALD_HOSTS_FULL === "1";
+const RATE = FULL ? 1000 : 300;
+/** How long each fault lasts (server down, host cut off), ms. */
+const DOWN_MS: [number, number] = FULL ? [8000, 8000] : [2000, 2000];
+/** Steady load before each fault and after the last, ms: the schedule, not synchronisation. */
+const STEADY_MS = FULL ? 10_000 : 2000;
+const SCENARIOS: FaultKind[] = ["kill-nats", "cut-host", "kill-master-host"];
+
+let hosts: HostCluster | undefined;
+let sink: Sink | undefined;
+let pub: RatePublisher | undefined;
+let injector: FaultInjector | undefined;
+
+afterEach(async () => {
+  await pub?.stop().catch(() => undefined);
+  await injector?.close();
+  await sink?.stop().catch(() => undefined);
+  await hosts?.stop();
+  hosts = sink = pub = injector = undefined;
+});
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function summary(f: FaultRecord): string {
+  const v = (n: number | undefined) => (n === undefined ? "-" : String(n));
+  const master = f.masterBefore && f.masterAfter ? ` master=${f.masterBefore.node}@${f.masterBefore.epoch}->${f.masterAfter.node}@${f.masterAfter.epoch}` : "";
+  return `hosts: fault=${f.kind} target="${f.target}" failover_ms=${v(f.failoverMs)} deliveries_caught_up_ms=${v(f.flowMs)} whole_after_restart_ms=${v(f.recoverMs)}${master} ok=${f.ok}`;
+}
+
+describe("hosts", () => {
+  it.skipIf(skipReason !== undefined)(
+    "three hosts under load: a nats-server SIGKILL, the master's host cut off, the master's host SIGKILLed; no acked message lost, the master moved and fenced",
+    async () => {
+      hosts = await startHostChaosCluster();
+      sink = await Sink.start(hosts.url, CHAOS_OUT, { replicas: 3, connection: HOSTS_CLIENT });
+      pub = await RatePublisher.start({ servers: hosts.url, subject: CHAOS_IN, rate: RATE, idPrefix: "hosts", connection: HOSTS_CLIENT });
+      const flow = flowProbe(pub, sink, RATE);
+      injector = await FaultInjector.start(hosts.cluster, {
+        random: seededRandom(11),
+        downMs: DOWN_MS,
+        recoverTimeoutMs: 45_000,
+        hosts,
+        flow,
+        connection: HOSTS_CLIENT,
+      });
+      await waitFor(() => flow.resumed(0), { timeoutMs: 20_000, what: "the first deliveries" });
+      const t0 = performance.now();
+      for (const kind of SCENARIOS) {
+        await pause(STEADY_MS);
+        const f = await injector.inject(kind);
+        console.log(summary(f));
+        expect(f.ok, `${f.kind} ${f.target}: ${f.detail}`).toBe(true);
+      }
+      await pause(STEADY_MS);
+      await pub.stop();
+      const loadS = (performance.now() - t0) / 1000;
+
+      const s = sink;
+      const acked = pub.acked;
+      await waitFor(() => acked.every((id) => s.has(id)), { timeoutMs: 60_000, intervalMs: 200, what: "every acked id at the sink" }).catch(() => undefined);
+      const t = tally(pub, sink);
+      console.log(`hosts: ${countsLine(t)} not_acked=${t.notAcked} rate=${RATE}/s load_s=${loadS.toFixed(1)}`);
+      expect(t.lostSample, "acked ids never delivered").toEqual([]);
+      expect(t.lost).toBe(0);
+      // The load ran through the faults: most publishes were acked.
+      expect(t.acked).toBeGreaterThan(0.5 * RATE * loadS);
+
+      // Each time the master was taken away, another node took the lease at a higher epoch (the
+      // old holder fenced: after the cut it came back as a slave, see FaultInjector cut-host).
+      for (const f of injector.log.filter((r) => r.kind !== "kill-nats")) {
+        expect(f.masterAfter?.node, f.kind).not.toBe(f.masterBefore?.node);
+        expect(f.masterAfter!.epoch, f.kind).toBeGreaterThan(f.masterBefore!.epoch);
+      }
+      const drained = await hosts.cluster.waitStatus("queue drained", (st) => st.queue.pending === 0 && st.exceptions.retrying === 0, 30_000);
+      expect(drained.exceptions.dead).toBe(0);
+    },
+    FULL ? 600_000 : 180_000,
+  );
+});
