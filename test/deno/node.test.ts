@@ -22,7 +22,7 @@ describe("node under Deno", () => {
     const c = cluster;
     const proc = c.startNode("n1");
     let s = await c.waitStatus("n1 alive and master under Deno", (st) =>
-      d1(st).state === "alive" && st.master?.node === "n1" && d1(st).actors.every((a) => a.state === "running") && d1(st).actors.length === 2,
+      d1(st).state === "alive" && st.master?.node === "n1" && d1(st).actors.every((a) => a.state === "running") && d1(st).actors.length === 1,
     );
     const mark = d1(s).readMark!;
     await waitFor(async () => d1(await c.status()).readMark! >= mark + 3, { timeoutMs: 5000, what: "readMark to advance" });
