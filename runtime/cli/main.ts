@@ -54,7 +54,8 @@ Usage:
 
 Options:
   -c, --config FILE   cluster config (default ./cluster.config.json)
-  --server URL        NATS server(s), comma-separated (default: NATS_URL, then the config)
+  --server URL        NATS server(s), comma-separated (default: NATS_URL, then the config;
+                      herald start --node: instead of the config's nats.servers)
   --topic T           one topic (rules, pause, resume, dlq); without it: the default rules,
                       all topics, every dead letter
   -h, --help          this text
