@@ -9,7 +9,7 @@
  *                   later on its store (needs a JetStream cluster: the others carry on meanwhile);
  * and on hosts (runtime/testing/hosts.ts) only:
  *   - cut-host:     the master's host taken off the network (link down), healed a few seconds later;
- *                   the master must move, and the old one come back as a slave of a higher epoch;
+ *                   the master must move; after the heal, one master at a higher epoch;
  *   - kill-master-host: SIGKILL of the master's host's nats-server and node together, both started
  *                   again a few seconds later.
  * Each fault waits until the cluster is whole again (every node alive, every actor running) and
@@ -75,6 +75,16 @@ export interface FaultInjectorOptions {
   flow?: FlowProbe;
   /** Options of the injector's own connection (HOSTS_CLIENT on hosts). */
   connection?: Partial<ConnectionOptions>;
+}
+
+/** What a status shows, in one line: master, and each node's state, role and actors not running. */
+export function describeStatus(s: ClusterStatus | undefined): string {
+  if (!s) return "no status answered";
+  const nodes = s.nodes.map((n) => {
+    const down = n.actors.filter((a) => a.state !== "running").map((a) => `${a.id} ${a.state}`);
+    return `${n.name} ${n.state}/${n.role}${n.actors.length === 0 ? " no actors" : ""}${down.length ? ` (${down.join(", ")})` : ""}`;
+  });
+  return `master ${s.master ? `${s.master.node}@${s.master.epoch}` : "none"}; ${nodes.join("; ")}`;
 }
 
 /** Every configured node alive, and every actor of every node running. */
@@ -245,10 +255,15 @@ export class FaultInjector {
     const moved = await this.masterMoved(before, t);
     await this.until(t + down);
     await hosts.heal(host);
-    // Whole again, and the old master back as a slave: it fenced itself while cut off.
+    // Whole again, with one master holding the lease at a higher epoch: the old master fenced
+    // itself while cut off. It may be that master again (the lease churns while the registry's
+    // raft leader moves, and any node may win it back), but only under a new epoch.
     const fenced = (s: ClusterStatus) =>
-      whole(s) && s.master?.node !== before.node && s.nodes.find((n) => n.name === before.node)?.role === "slave";
-    const r = await this.recoveredMs(target, "healed, whole, old master a slave", fenced);
+      whole(s) &&
+      s.master !== null &&
+      s.master.epoch > before.epoch &&
+      s.nodes.filter((n) => n.role === "master").map((n) => n.name).join() === s.master.node;
+    const r = await this.recoveredMs(target, "healed, whole, one master at a higher epoch", fenced);
     const flowMs = await caughtUp;
     return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; cut ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
@@ -330,11 +345,12 @@ export class FaultInjector {
 
   /** Waits for `pred`, and words how long it took (or that it never came). */
   private async recovered(target: string, since: number, what: string, pred: (s: ClusterStatus) => boolean | undefined) {
+    let last: ClusterStatus | undefined;
     try {
-      await this.waitStatus(what, (s) => !!pred(s), this.recoverTimeoutMs);
+      await this.waitStatus(what, (s) => ((last = s), !!pred(s)), this.recoverTimeoutMs);
       return { target, detail: `${what} in ${ms(since)}`, ok: true };
     } catch {
-      return { target, detail: `NOT ${what} within ${this.recoverTimeoutMs} ms`, ok: false };
+      return { target, detail: `NOT ${what} within ${this.recoverTimeoutMs} ms (last seen: ${describeStatus(last)})`, ok: false };
     }
   }
 
