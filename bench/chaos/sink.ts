@@ -5,7 +5,10 @@
  * counted even while our own connection is down (a broker restart disconnects every client, and a
  * pusher may reconnect and push before we have re-subscribed: core NATS drops that push for us,
  * not for Herald). A core subscription sees every delivery while connected, duplicates within the
- * stream's dedup window included. Per id the larger of the two counts is taken.
+ * stream's dedup window included. Per id the larger of the two counts is taken. On a NATS cluster,
+ * a third view: one core subscription pinned to each server (no failover to the others), so a push
+ * made on a server that stayed up is seen there even while the capture stream has no leader and
+ * our main connection is moving; it counts an id as delivered, never as a duplicate.
  */
 import { DeliverPolicy, jetstream, jetstreamManager, StorageType, type ConsumerMessages } from "@nats-io/jetstream";
 import { connect, nanos, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
@@ -18,6 +21,9 @@ export class Sink {
   private readonly stored = new Map<string, number>();
   /** Deliveries per id, as the core subscription saw them. */
   private readonly live = new Map<string, number>();
+  /** Ids seen by the subscriptions pinned to one server each. */
+  private readonly pinnedSeen = new Set<string>();
+  private readonly pinned: NatsConnection[] = [];
   private messages: ConsumerMessages | undefined;
   private stopping = false;
   private reading: Promise<void> = Promise.resolve();
@@ -52,6 +58,20 @@ export class Sink {
       },
     });
     await nc.flush();
+    const urls = servers.split(",").filter((u) => u !== "");
+    if (urls.length > 1) {
+      for (const url of urls) {
+        const pc = await connect({ ...opts.connection, servers: [url], name: "chaos-sink-pinned", maxReconnectAttempts: -1, reconnectTimeWait: 100, ignoreClusterUpdates: true });
+        pc.subscribe(subject, {
+          callback: (err, m) => {
+            const id = err ? undefined : idOf(m.headers?.get("Herald-Id"), m.data);
+            if (id !== undefined) sink.pinnedSeen.add(id);
+          },
+        });
+        await pc.flush();
+        sink.pinned.push(pc);
+      }
+    }
     sink.reading = sink.read();
     return sink;
   }
@@ -77,13 +97,14 @@ export class Sink {
   }
 
   has(id: string): boolean {
-    return this.stored.has(id) || this.live.has(id);
+    return this.stored.has(id) || this.live.has(id) || this.pinnedSeen.has(id);
   }
 
   /** Distinct ids delivered. */
   unique(): number {
     let n = this.stored.size;
     for (const id of this.live.keys()) if (!this.stored.has(id)) n++;
+    for (const id of this.pinnedSeen) if (!this.stored.has(id) && !this.live.has(id)) n++;
     return n;
   }
 
@@ -107,6 +128,7 @@ export class Sink {
     this.stopping = true;
     this.messages?.stop();
     await this.nc.close().catch(() => undefined);
+    await Promise.all(this.pinned.map((pc) => pc.close().catch(() => undefined)));
     await this.reading.catch(() => undefined);
   }
 }
