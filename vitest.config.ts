@@ -4,7 +4,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: ["test/deno/**"],
+    // test/hosts.test.ts has its own run (npm run test:hosts, vitest.hosts.config.ts).
+    exclude: ["test/deno/**", "test/hosts.test.ts"],
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -103,6 +103,16 @@ describe("hosts", () => {
       await waitFor(() => acked.every((id) => s.has(id)), { timeoutMs: 15_000, intervalMs: 200, what: "every acked id at the sink" }).catch(() => undefined);
       const t = tally(pub, sink);
       console.log(`hosts: ${countsLine(t)} not_acked=${t.notAcked} rate=${RATE}/s load_s=${loadS.toFixed(1)}`);
+      if (t.lost > 0) {
+        // Where did they go? Dead letters name their reason; otherwise the nodes' logs may.
+        const dlq = await hosts.cluster.cli(["dlq", "list", "--json", "--limit", "1000", "-c", hosts.cluster.configFile]);
+        const letters = dlq.stdout.split("\n").filter((l) => t.lostSample.some((id) => l.includes(id)));
+        console.log(`hosts: lost ${t.lostSample.join(" ")}; status ${last}; dead letters of them: ${letters.join(" | ") || "none"}`);
+        for (const name of hosts.cluster.nodes.keys()) {
+          const said = hosts.cluster.nodeOutput(name).split("\n").filter((l) => t.lostSample.some((id) => l.includes(id)));
+          console.log(`hosts: ${name} said of them: ${said.slice(-10).join(" | ") || "nothing"}`);
+        }
+      }
       expect(t.lostSample, "acked ids never delivered").toEqual([]);
       expect(t.lost).toBe(0);
       // The load ran through the faults: after each one, deliveries caught up again. (How many
