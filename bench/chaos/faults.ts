@@ -241,51 +241,66 @@ export class FaultInjector {
     return { ...r, flowMs, detail: `down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
-  private async cutMasterHost() {
+  private cutMasterHost() {
     const hosts = this.requireHosts("cut-host");
-    const before = await this.masterNow();
-    const host = hosts.hostOf(before.node);
-    const target = `host ${host} (${before.node}, master)`;
-    const down = this.downTime();
-    const t = performance.now();
-    const mark = this.opts.flow?.mark();
-    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
-    const caughtUp = this.flowResumed(t, mark);
-    await hosts.cut(host);
-    const moved = await this.masterMoved(before, t);
-    await this.until(t + down);
-    await hosts.heal(host);
-    // Whole again, with one master holding the lease at a higher epoch: the old master fenced
-    // itself while cut off. It may be that master again (the lease churns while the registry's
-    // raft leader moves, and any node may win it back), but only under a new epoch.
-    const fenced = (s: ClusterStatus) =>
-      whole(s) &&
-      s.master !== null &&
-      s.master.epoch > before.epoch &&
-      s.nodes.filter((n) => n.role === "master").map((n) => n.name).join() === s.master.node;
-    const r = await this.recoveredMs(target, "healed, whole, one master at a higher epoch", fenced);
-    const flowMs = await caughtUp;
-    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; cut ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+    return this.masterHostOutage(hosts, "cut", {
+      take: (host) => hosts.cut(host),
+      restore: (host) => hosts.heal(host),
+      // Whole again, with one master holding the lease at a higher epoch: the old master fenced
+      // itself while cut off. It may be that master again (the lease churns while the registry's
+      // raft leader moves, and any node may win it back), but only under a new epoch.
+      what: "healed, whole, one master at a higher epoch",
+      recovered: (s, before) =>
+        whole(s) &&
+        s.master !== null &&
+        s.master.epoch > before.epoch &&
+        s.nodes.filter((n) => n.role === "master").map((n) => n.name).join() === s.master.node,
+    });
   }
 
-  private async killMasterHost() {
+  private killMasterHost() {
     const hosts = this.requireHosts("kill-master-host");
+    return this.masterHostOutage(hosts, "down", {
+      take: async (host) => {
+        await Promise.all([hosts.killNats(host), hosts.killNode(host)]);
+      },
+      restore: async (host) => {
+        await hosts.restartNats(host);
+        hosts.startNode(host);
+      },
+      what: "whole again",
+      recovered: (s) => whole(s),
+    });
+  }
+
+  /**
+   * The master's host taken away for a drawn time and given back: the master must move meanwhile,
+   * and the cluster recover as `recovered` says. Deliveries are measured alongside, so the outage
+   * lasts its scheduled time.
+   */
+  private async masterHostOutage(
+    hosts: HostCluster,
+    word: string,
+    step: {
+      take: (host: number) => Promise<void>;
+      restore: (host: number) => Promise<void>;
+      what: string;
+      recovered: (s: ClusterStatus, before: { node: string; epoch: number }) => boolean;
+    },
+  ) {
     const before = await this.masterNow();
     const host = hosts.hostOf(before.node);
     const target = `host ${host} (${before.node}, master)`;
     const down = this.downTime();
     const t = performance.now();
-    const mark = this.opts.flow?.mark();
-    // Measured alongside the fault, the restart and the recovery: the outage lasts its scheduled time.
-    const caughtUp = this.flowResumed(t, mark);
-    await Promise.all([hosts.killNats(host), hosts.killNode(host)]);
+    const caughtUp = this.flowResumed(t, this.opts.flow?.mark());
+    await step.take(host);
     const moved = await this.masterMoved(before, t);
     await this.until(t + down);
-    await hosts.restartNats(host);
-    hosts.startNode(host);
-    const r = await this.recoveredMs(target, "whole again", whole);
+    await step.restore(host);
+    const r = await this.recoveredMs(target, step.what, (s) => step.recovered(s, before));
     const flowMs = await caughtUp;
-    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; ${word} ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private flowText(flowMs: number | undefined): string {

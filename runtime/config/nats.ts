@@ -121,7 +121,7 @@ export const nats = z
   .describe("Where the NATS server is, how to log in, or how to start the embedded one.");
 
 /** True when a server URL carries `user@` or `user:pass@`. */
-function hasUserinfo(text: string): boolean {
+export function hasUserinfo(text: string): boolean {
   const at = text.indexOf("@");
   if (at < 0) return false;
   const scheme = text.indexOf("://");

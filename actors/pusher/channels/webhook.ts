@@ -31,7 +31,7 @@ export class WebhookChannel implements Channel {
   readonly #userAgent: string;
   readonly #now: () => number;
   readonly #inFlight = new InFlight();
-  readonly #targets = new WeakMap<TopicConfig, Target | { dead: string; scrub: (t: string) => string }>();
+  readonly #targets = new WeakMap<TopicConfig, Prepared>();
 
   constructor(opts: WebhookChannelOptions = {}) {
     this.#userAgent = opts.userAgent ?? "Herald-Webhooks/1";
@@ -47,7 +47,7 @@ export class WebhookChannel implements Channel {
    * What every push of a topic shares, made once per topic config: the URL, the fixed headers, and
    * the scrubber of its secrets. A URL that cannot be used is remembered as such.
    */
-  #target(topic: TopicConfig & { channel: "webhook" }): Target | { dead: string; scrub: (t: string) => string } {
+  #target(topic: TopicConfig & { channel: "webhook" }): Prepared {
     let t = this.#targets.get(topic);
     if (t === undefined) {
       t = prepareTarget(topic, this.#userAgent);
@@ -90,6 +90,9 @@ export class WebhookChannel implements Channel {
   }
 }
 
+/** A topic's request parts, or why its config cannot make a request (with the scrubber for that text). */
+type Prepared = Target | { dead: string; scrub: (t: string) => string };
+
 interface Target {
   url: URL;
   /** `POST origin/path`: no query string or credentials, for texts. */
@@ -99,7 +102,7 @@ interface Target {
   scrub: (text: string) => string;
 }
 
-function prepareTarget(topic: TopicConfig & { channel: "webhook" }, userAgent: string): Target | { dead: string; scrub: (t: string) => string } {
+function prepareTarget(topic: TopicConfig & { channel: "webhook" }, userAgent: string): Prepared {
   // Header values and URL parameters may hold tokens, and servers echo them back in errors:
   // scrub them (and the secret) from every text we return.
   const secrets = [topic.secret, ...Object.values(topic.headers ?? {})];

@@ -5,6 +5,7 @@
  */
 import { ConfigError, type LoadedConfig } from "../../config/index.js";
 import { Renderer } from "../../../actors/processor/render.js";
+import { hasUserinfo } from "../../config/nats.js";
 import { HeraldError } from "../../errors.js";
 import { runNode } from "../../node/run-node.js";
 import { loadFromFlags, type CommonFlags } from "../context.js";
@@ -35,7 +36,7 @@ export async function startCommand(flags: StartFlags): Promise<number> {
 function withServers(loaded: LoadedConfig, given: string): LoadedConfig {
   const servers = given.split(",").map((u) => u.trim()).filter((u) => u !== "");
   for (const u of servers) {
-    if (/^[a-z]+:\/\/[^@/]*@/i.test(u)) {
+    if (hasUserinfo(u)) {
       throw new HeraldError("USAGE", "--server: credentials in a server URL are not used by a node: put them in nats.auth (or its env form) instead");
     }
   }
