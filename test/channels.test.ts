@@ -5,6 +5,7 @@
 import { createHmac } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it, onTestFinished } from "vitest";
 import {
@@ -397,5 +398,45 @@ describe("NatsChannel", () => {
     const outcome = await ch.push(message(), { channel: "nats" });
     expect(outcome.outcome).toBe("retry");
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  describe("jetstream: true (delivered means stored)", () => {
+    it("counts a push as delivered once the capturing stream stored it, once per id", async () => {
+      const nc = await natsFixture();
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.add({ name: "PUSHED", subjects: ["herald.out.durable"], storage: StorageType.Memory });
+      const topic: TopicConfig = { channel: "nats", jetstream: true };
+      const ch = new NatsChannel(nc, names().out);
+      const first = await ch.push(message({ topic: "durable" }), topic);
+      expect(first).toEqual({ outcome: "delivered", detail: "stored in stream PUSHED at 1" });
+      // A retry of the same id is dropped by the stream's dedup, and still delivered.
+      expect(await ch.push(message({ topic: "durable" }), topic)).toEqual({ outcome: "delivered", detail: "stored in stream PUSHED at 1 (a duplicate: stored before)" });
+      const stored = await jsm.streams.getMessage("PUSHED", { seq: 1 });
+      expect(stored!.json()).toEqual(pushPayload(message({ topic: "durable" })));
+      expect(stored!.header.get("Herald-Id")).toBe(message().id);
+      expect((await jsm.streams.info("PUSHED")).state.messages).toBe(1);
+    });
+
+    it("no stream captures the subject → retry that says so, never delivered to nobody", async () => {
+      const nc = await natsFixture();
+      const ch = new NatsChannel(nc, names().out, { flushTimeoutMs: 1000 });
+      const outcome = await ch.push(message({ topic: "nostream" }), { channel: "nats", jetstream: true });
+      expect(outcome).toEqual({
+        outcome: "retry",
+        reason:
+          "no JetStream stream stored the push on herald.out.nostream (none captures it, or it has no leader now): create a stream with subject herald.out.nostream, or set jetstream: false",
+      });
+      // The core publish, by contrast, calls the same push delivered.
+      expect((await ch.push(message({ topic: "nostream" }), { channel: "nats" })).outcome).toBe("delivered");
+    });
+
+    it("a message over the stream's max_msg_size → dead (rejected) with the server's reason", async () => {
+      const nc = await natsFixture();
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.add({ name: "SMALL", subjects: ["herald.out.small"], storage: StorageType.Memory, max_msg_size: 64 });
+      const outcome = await new NatsChannel(nc, names().out).push(message({ topic: "small" }), { channel: "nats", jetstream: true });
+      expect(outcome).toMatchObject({ outcome: "dead", reason: "rejected" });
+      expect((outcome as { error: string }).error).toMatch(/^the stream capturing herald\.out\.small refused the message: .*maximum/i);
+    });
   });
 });

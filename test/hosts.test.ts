@@ -8,9 +8,14 @@
  *
  *   npm run test:hosts                       (short: about a minute)
  *   HERALD_HOSTS_FULL=1 npm run test:hosts   (longer outages, more load)
+ *   HERALD_HOSTS_LOGS=DIR npm run test:hosts (keeps each node's output in DIR)
  *
  * Needs root and `ip netns`; without them the test is skipped and says why.
  */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CHAOS_IN,
@@ -46,12 +51,58 @@ let pub: RatePublisher | undefined;
 let injector: FaultInjector | undefined;
 
 afterEach(async () => {
+  // HERALD_HOSTS_LOGS=DIR keeps each node's output of the run (DIR/<node>.log) to read afterwards.
+  const logs = process.env.HERALD_HOSTS_LOGS;
+  if (logs && hosts) {
+    await mkdir(logs, { recursive: true });
+    for (const name of hosts.cluster.nodes.keys()) await writeFile(join(logs, `${name}.log`), hosts.cluster.nodeOutput(name));
+  }
   await pub?.stop().catch(() => undefined);
   await injector?.close();
   await sink?.stop().catch(() => undefined);
   await hosts?.stop();
   hosts = sink = pub = injector = undefined;
 });
+
+/**
+ * What a stalled pipeline looks like from JetStream: each stream's state and each consumer's
+ * counters, and whether the messages still in the queue were already pushed (a work-queue stream
+ * that kept acked messages) or not (nobody is reading them).
+ */
+async function stallReport(h: HostCluster, s: Sink): Promise<string> {
+  const nc = await connect({ ...HOSTS_CLIENT, servers: h.url.split(",") });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const out: string[] = [];
+    for (const stream of ["HERALD_QUEUE", "HERALD_EXCEPTIONS"]) {
+      const info = await jsm.streams.info(stream);
+      out.push(`${stream} messages=${info.state.messages} first=${info.state.first_seq} last=${info.state.last_seq} leader=${info.cluster?.leader}`);
+      for await (const c of jsm.consumers.list(stream)) {
+        out.push(
+          `  ${c.name}: pending=${c.num_pending} ack_pending=${c.num_ack_pending} waiting=${c.num_waiting} redelivered=${c.num_redelivered} delivered=${c.delivered.stream_seq} ack_floor=${c.ack_floor.stream_seq} leader=${c.cluster?.leader}`,
+        );
+      }
+      if (stream !== "HERALD_QUEUE" || info.state.messages === 0) continue;
+      let atSink = 0;
+      let looked = 0;
+      const ids: string[] = [];
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && looked < 50; seq++) {
+        const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+        if (!m) continue;
+        looked++;
+        const id = m.header?.get("Nats-Msg-Id")?.replace(/^demo:/, "") ?? "";
+        if (s.has(id)) atSink++;
+        if (ids.length < 5) ids.push(`${seq}:${id}`);
+      }
+      out.push(`  of the first ${looked} left in the queue, ${atSink} were already at the sink (${ids.join(" ")})`);
+    }
+    return out.join("\n");
+  } catch (err) {
+    return `could not read JetStream: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    await nc.close();
+  }
+}
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -94,7 +145,8 @@ describe("hosts", () => {
       let last = "";
       const drained = await hosts.cluster
         .waitStatus("queue drained", (st) => ((last = `queue ${st.queue.pending}, retrying ${st.exceptions.retrying}, dead ${st.exceptions.dead}`), st.queue.pending === 0 && st.exceptions.retrying === 0), 120_000)
-        .catch((err: Error) => {
+        .catch(async (err: Error) => {
+          console.log(`hosts: not drained: ${await stallReport(hosts!, sink!)}`);
           throw new Error(`${err.message}; last seen: ${last}`);
         });
       const s = sink;
@@ -108,6 +160,7 @@ describe("hosts", () => {
         const dlq = await hosts.cluster.cli(["dlq", "list", "--json", "--limit", "1000", "-c", hosts.cluster.configFile]);
         const letters = dlq.stdout.split("\n").filter((l) => t.lostSample.some((id) => l.includes(id)));
         console.log(`hosts: lost ${t.lostSample.join(" ")}; status ${last}; dead letters of them: ${letters.join(" | ") || "none"}`);
+        console.log(`hosts: JetStream when lost: ${await stallReport(hosts, sink)}`);
         for (const name of hosts.cluster.nodes.keys()) {
           const said = hosts.cluster.nodeOutput(name).split("\n").filter((l) => t.lostSample.some((id) => l.includes(id)));
           console.log(`hosts: ${name} said of them: ${said.slice(-10).join(" | ") || "nothing"}`);

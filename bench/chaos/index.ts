@@ -28,6 +28,17 @@ const CHAOS_NODES = {
 } as const;
 
 /**
+ * On more than one nats-server the demo topic pushes with `jetstream: true`, to the sink's capture
+ * stream: a core publish made on a server cut off from the sink's connections reaches nobody and
+ * still counts as delivered (all core NATS promises), so only a stored push tells Herald's loss
+ * from the network's.
+ */
+const DURABLE_CHAOS_NODES = {
+  ...CHAOS_NODES,
+  extra: { ...CHAOS_NODES.extra, topics: { demo: { channel: "nats", jetstream: true } } },
+} as const;
+
+/**
  * A running cluster of `nodes` nodes, each with one ingest, sub-queue, processor and pusher, and
  * the `demo` topic on the nats channel. Short AckWait so a killed holder's messages come back
  * soon; retries practically unbounded so a long outage delays messages instead of killing them.
@@ -36,7 +47,7 @@ export async function startChaosCluster(nodes: number, opts: { natsServers?: num
   const servers = opts.natsServers ?? 1;
   const cluster = await LocalCluster.start({
     nodes,
-    ...CHAOS_NODES,
+    ...(servers > 1 ? DURABLE_CHAOS_NODES : CHAOS_NODES),
     ...(servers > 1 ? { natsCluster: { size: servers, replicas: servers >= 5 ? 5 : 3 } } : {}),
   });
   try {
@@ -54,7 +65,7 @@ export async function startChaosCluster(nodes: number, opts: { natsServers?: num
  * network namespace, R3. Needs root and `ip netns` (see canUseNetns).
  */
 export async function startHostChaosCluster(): Promise<HostCluster> {
-  const hosts = await HostCluster.start(CHAOS_NODES);
+  const hosts = await HostCluster.start(DURABLE_CHAOS_NODES);
   try {
     hosts.startNodes();
     await hosts.cluster.waitStatus("3 nodes on 3 hosts running", (s) => s.nodes.length === 3 && whole(s), 90_000);

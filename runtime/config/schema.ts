@@ -218,6 +218,12 @@ const natsTopic = z
       })
       .optional()
       .describe("Subject the rendered message is published on. Default: <subjectPrefix>.out.<topic>."),
+    jetstream: z
+      .boolean()
+      .optional()
+      .describe(
+        "Publish to a JetStream stream that captures the subject and count a push as delivered only once the stream has stored it (its ack); the stream is yours to create. Absent or false: a core NATS publish, delivered once the server took it, even with no subscriber.",
+      ),
     template: template.optional(),
     concurrency: integer(1, 10_000)
       .optional()

@@ -71,9 +71,10 @@ export async function jetStreamIsOff(nc: NatsConnection, err: unknown, timeoutMs
 
 /**
  * The client's "JetStream not enabled" verdict: its error class (the package's public face does not
- * export it, so it is known by its class name) or the server's API codes.
+ * export it, so it is known by its class name) or the server's API codes. On a publish it only
+ * means that no stream answered on the subject (see {@link jetStreamIsOff}).
  */
-function saysJetStreamOff(err: unknown): boolean {
+export function saysJetStreamOff(err: unknown): boolean {
   if (err instanceof JetStreamApiError) return JETSTREAM_OFF_CODES.includes(err.code);
   return err instanceof Error && err.name === "JetStreamNotEnabled";
 }

@@ -8,6 +8,14 @@
  *
  * An envelope queued for a topic that has since been removed keeps its envelope in the letter, so
  * `herald dlq replay` brings it back once the topic is configured again.
+ *
+ * Second duty, every few sweeps: messages a work-queue stream kept after they were acked. On a
+ * replicated stream, nats-server 2.9.10 can keep acked messages after a leader change (seen in the
+ * three-host test: the topic's consumer had acked everything, its ack floor at the stream's last
+ * sequence, and hundreds of its messages were still stored). They are never delivered again, but
+ * they count as pending in `herald status`, hold disk and count against the stream's limits. Each
+ * topic's subject has exactly one consumer, so every message of that subject at or below the
+ * consumer's ack floor has been acked: those are purged (`filter` = the subject, up to the floor).
  */
 import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { jetstream } from "@nats-io/jetstream";
@@ -27,6 +35,8 @@ import { HEADER_ENVELOPE, names } from "../names.js";
 export const SWEEP_INTERVAL_MS = 1000;
 /** Messages moved per sweep at most, so one sweep stays short. */
 const SWEEP_BATCH = 1000;
+/** Acked messages a stream kept are looked for on every this many sweeps. */
+const RETAINED_EVERY = 5;
 /** Dead letters keep at most this much of a raw message. */
 const MAX_RAW_KEPT = 64 * 1024;
 
@@ -34,6 +44,7 @@ export class UnknownTopicSweeper {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private running = false;
   private sweeping: Promise<void> | undefined;
+  private sweeps = 0;
   private readonly names;
 
   constructor(
@@ -63,6 +74,10 @@ export class UnknownTopicSweeper {
         .then((moved) => {
           if (moved > 0) this.log.warn("messages of unconfigured topics moved to dead letters", { moved });
         })
+        .then(() => (this.sweeps++ % RETAINED_EVERY === 0 ? this.purgeRetained() : 0))
+        .then((purged) => {
+          if (purged > 0) this.log.warn("acked messages the server had kept in a work-queue stream were removed", { purged });
+        })
         .catch((err) => this.log.debug("unknown-topic sweep failed; trying again", { error: errorText(err) }))
         .finally(() => this.schedule(SWEEP_INTERVAL_MS));
     }, ms);
@@ -90,6 +105,31 @@ export class UnknownTopicSweeper {
       }
     }
     return moved;
+  }
+
+  /**
+   * Purges, per configured topic and stream, the messages at or below the topic consumer's ack
+   * floor that the stream still holds; resolves with how many went.
+   */
+  async purgeRetained(): Promise<number> {
+    const jsm = await jetstreamManager(this.nc);
+    let purged = 0;
+    for (const [stream, filter, subjectOf, consumerOf] of [
+      [this.names.queueStream, this.names.queueSubjects, this.names.in, this.names.queueConsumer],
+      [this.names.exceptionStream, this.names.exceptionSubjects, this.names.exc, this.names.exceptionConsumer],
+    ] as const) {
+      const held = (await jsm.streams.info(stream, { subjects_filter: filter })).state.subjects ?? {};
+      for (const topic of Object.keys(this.config.topics)) {
+        const stored = held[subjectOf(topic)] ?? 0;
+        if (stored === 0) continue;
+        const c = await jsm.consumers.info(stream, consumerOf(topic)).catch(() => undefined);
+        // Everything stored is still owed (pending or in flight): nothing was kept.
+        if (c === undefined || stored <= c.num_pending + c.num_ack_pending) continue;
+        const r = await jsm.streams.purge(stream, { filter: subjectOf(topic), seq: c.ack_floor.stream_seq + 1 });
+        purged += r.purged;
+      }
+    }
+    return purged;
   }
 
   private isTopic(topic: string): boolean {

@@ -1,23 +1,35 @@
 /**
  * The `nats` channel: publishes the push payload as JSON on the topic's subject
- * (default `<prefix>.out.<topic>`). A push counts as delivered only once the server has answered a
- * flush issued after the publish, so a message buffered on a broken connection is retried rather
- * than lost.
+ * (default `<prefix>.out.<topic>`).
+ *
+ * - Core publish (the default): a push counts as delivered once the server has answered a flush
+ *   issued after the publish, so a message buffered on a broken connection is retried rather than
+ *   lost. That is all core NATS promises: a push with no subscriber, or made on a server cut off
+ *   from its subscribers, is delivered to nobody.
+ * - `jetstream: true`: a JetStream publish to a stream the user made to capture the subject; a push
+ *   counts as delivered once the stream has stored it (its ack, after replication on a cluster).
+ *   `Nats-Msg-Id` is the message id, so the stream drops a retry's duplicate.
  */
+import { jetstream, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers, InvalidArgumentError, InvalidSubjectError } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
+import { saysJetStreamOff } from "../../../runtime/nats/storage.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { encodePayload, InFlight, type Channel } from "./channel.js";
 
 /** Options of {@link NatsChannel}. */
 export interface NatsChannelOptions {
   /**
-   * How long to wait for the server to confirm a publish (a flush), in ms. While the client is
-   * reconnecting a flush waits; past this the push is a `retry`. @defaultValue 5000
+   * How long to wait for the server to confirm a publish (a flush, or the stream's ack with
+   * `jetstream: true`), in ms. While the client is reconnecting a flush waits; past this the push
+   * is a `retry`. @defaultValue 5000
    */
   flushTimeoutMs?: number;
 }
+
+/** JetStream's API error code for a message larger than the stream's `max_msg_size`. */
+const MESSAGE_EXCEEDS_MAXIMUM = 10054;
 
 export class NatsChannel implements Channel {
   readonly kind = "nats" as const;
@@ -25,6 +37,7 @@ export class NatsChannel implements Channel {
   readonly #defaultSubject: (topic: string) => string;
   readonly #flushTimeoutMs: number;
   readonly #inFlight = new InFlight();
+  #js: JetStreamClient | undefined;
   /** The flush covering every publish made in the current tick (one PING for a burst of pushes). */
   #batch: Promise<void> | undefined;
 
@@ -54,11 +67,12 @@ export class NatsChannel implements Channel {
     const encoded = encodePayload(msg);
     if ("dead" in encoded) return encoded.dead;
     const subject = topic.subject ?? this.#defaultSubject(msg.topic);
+    const h = headers();
+    h.set("Herald-Id", msg.id);
+    if (topic.jetstream) return this.#store(subject, msg.id, encoded.body, h);
     try {
-      const h = headers();
       // Nats-Msg-Id lets a JetStream stream capturing the subject drop our retries' duplicates.
       h.set("Nats-Msg-Id", msg.id);
-      h.set("Herald-Id", msg.id);
       this.#nc.publish(subject, encoded.body, { headers: h });
       await this.#flush();
       return { outcome: "delivered", detail: `published on ${subject}` };
@@ -69,6 +83,31 @@ export class NatsChannel implements Channel {
         return { outcome: "dead", reason: "rejected", error: why };
       }
       return { outcome: "retry", reason: why };
+    }
+  }
+
+  /** `jetstream: true`: delivered once the capturing stream has acked the message. */
+  async #store(subject: string, id: string, body: Uint8Array | string, h: ReturnType<typeof headers>): Promise<Outcome> {
+    this.#js ??= jetstream(this.#nc, { timeout: this.#flushTimeoutMs });
+    try {
+      const ack = await this.#js.publish(subject, body, { msgID: id, headers: h });
+      return { outcome: "delivered", detail: `stored in stream ${ack.stream} at ${ack.seq}${ack.duplicate ? " (a duplicate: stored before)" : ""}` };
+    } catch (err) {
+      const text = err instanceof Error ? err.message : String(err);
+      if (err instanceof InvalidArgumentError || err instanceof InvalidSubjectError) {
+        return { outcome: "dead", reason: "rejected", error: `publish on ${subject} failed: ${text}` };
+      }
+      if (err instanceof JetStreamApiError && err.code === MESSAGE_EXCEEDS_MAXIMUM) {
+        return { outcome: "dead", reason: "rejected", error: `the stream capturing ${subject} refused the message: ${text}` };
+      }
+      if (saysJetStreamOff(err)) {
+        // No stream answered: none captures the subject, or its stream has no leader right now.
+        return {
+          outcome: "retry",
+          reason: `no JetStream stream stored the push on ${subject} (none captures it, or it has no leader now): create a stream with subject ${subject}, or set jetstream: false`,
+        };
+      }
+      return { outcome: "retry", reason: `the stream capturing ${subject} did not store the push: ${text}` };
     }
   }
 
