@@ -76,7 +76,7 @@ async function stallReport(h: HostCluster, s: Sink): Promise<string> {
     const out: string[] = [];
     for (const stream of ["HERALD_QUEUE", "HERALD_EXCEPTIONS"]) {
       const info = await jsm.streams.info(stream);
-      out.push(`${stream} messages=${info.state.messages} first=${info.state.first_seq} last=${info.state.last_seq} leader=${info.cluster?.leader}`);
+      out.push(`${stream} messages=${info.state.messages} first=${info.state.first_seq} last=${info.state.last_seq} leader=${info.cluster?.leader} replicas=${(info.cluster?.replicas ?? []).map((r) => `${r.name}:${r.current ? "current" : "behind"}/lag=${r.lag ?? 0}`).join(",")}`);
       for await (const c of jsm.consumers.list(stream)) {
         out.push(
           `  ${c.name}: pending=${c.num_pending} ack_pending=${c.num_ack_pending} waiting=${c.num_waiting} redelivered=${c.num_redelivered} delivered=${c.delivered.stream_seq} ack_floor=${c.ack_floor.stream_seq} leader=${c.cluster?.leader}`,
@@ -109,7 +109,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function summary(f: FaultRecord): string {
   const v = (n: number | undefined) => (n === undefined ? "-" : String(n));
   const master = f.masterBefore && f.masterAfter ? ` master=${f.masterBefore.node}@${f.masterBefore.epoch}->${f.masterAfter.node}@${f.masterAfter.epoch}` : "";
-  return `hosts: fault=${f.kind} target="${f.target}" failover_ms=${v(f.failoverMs)} deliveries_caught_up_ms=${v(f.flowMs)} whole_after_restart_ms=${v(f.recoverMs)}${master} ok=${f.ok}`;
+  return `hosts: fault=${f.kind} target="${f.target}" failover_ms=${v(f.failoverMs)} deliveries_caught_up_ms=${v(f.flowMs)} jetstream_back_ms=${v(f.jetStreamBackMs)} whole_after_restart_ms=${v(f.recoverMs)}${master} ok=${f.ok}`;
 }
 
 describe("hosts", () => {
@@ -123,7 +123,7 @@ describe("hosts", () => {
       injector = await FaultInjector.start(hosts.cluster, {
         random: seededRandom(11),
         downMs: DOWN_MS,
-        recoverTimeoutMs: 45_000,
+        recoverTimeoutMs: 90_000,
         hosts,
         flow,
         connection: HOSTS_CLIENT,

@@ -37,6 +37,12 @@ export interface FlowProbe {
   mark(): number;
   /** True once deliveries have caught up with what was acked since `mark`. */
   resumed(mark: number): boolean;
+  /**
+   * When, after `since` (performance.now()), the last publish that JetStream failed to acknowledge
+   * was sent; undefined if none failed. Past it JetStream took publishes again: what deliveries
+   * took beyond that is Herald's own catching up.
+   */
+  lastRefusedSince?(since: number): number | undefined;
 }
 
 export interface FaultRecord {
@@ -53,6 +59,8 @@ export interface FaultRecord {
   failoverMs?: number;
   /** Until deliveries caught up with what was acked since the fault, ms (with a FlowProbe). */
   flowMs?: number;
+  /** Until the last publish JetStream refused (timed out, no leader) during the fault, ms; 0: none. */
+  jetStreamBackMs?: number;
   /** From the restart (or heal) until the cluster was whole again, ms. */
   recoverMs?: number;
   /** The master lease before and after (faults that take the master away). */
@@ -203,8 +211,8 @@ export class FaultInjector {
     await this.until(t + down);
     this.cluster.startNode(name);
     const r = await this.recoveredMs(name, "whole again", whole);
-    const flowMs = await caughtUp;
-    return { ...r, ...moved, flowMs, ok: r.ok, detail: `${moved ? `${moved.detail}; ` : ""}down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+    const { flowMs, jetStreamBackMs } = await caughtUp;
+    return { ...r, ...moved, flowMs, jetStreamBackMs, ok: r.ok, detail: `${moved ? `${moved.detail}; ` : ""}down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private async restartNats() {
@@ -237,8 +245,8 @@ export class FaultInjector {
     await this.until(t + down);
     await server.restart();
     const r = await this.recoveredMs(target, "cluster whole", whole);
-    const flowMs = await caughtUp;
-    return { ...r, flowMs, detail: `down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+    const { flowMs, jetStreamBackMs } = await caughtUp;
+    return { ...r, flowMs, jetStreamBackMs, detail: `down ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private cutMasterHost() {
@@ -299,8 +307,8 @@ export class FaultInjector {
     await this.until(t + down);
     await step.restore(host);
     const r = await this.recoveredMs(target, step.what, (s) => step.recovered(s, before));
-    const flowMs = await caughtUp;
-    return { ...r, ...moved, flowMs, ok: r.ok && moved.ok, detail: `${moved.detail}; ${word} ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
+    const { flowMs, jetStreamBackMs } = await caughtUp;
+    return { ...r, ...moved, flowMs, jetStreamBackMs, ok: r.ok && moved.ok, detail: `${moved.detail}; ${word} ${Math.round(down)} ms; ${this.flowText(flowMs)}${r.detail}` };
   }
 
   private flowText(flowMs: number | undefined): string {
@@ -334,12 +342,19 @@ export class FaultInjector {
     return { masterBefore: before, masterAfter, failoverMs, ok: true, detail: `master ${before.node}@${before.epoch} → ${masterAfter.node}@${masterAfter.epoch} in ${failoverMs} ms` };
   }
 
-  /** Until the flow probe sees a delivery offered after `mark`; undefined without a probe or on timeout. */
-  private async flowResumed(since: number, mark: number | undefined): Promise<number | undefined> {
+  /**
+   * Until the flow probe sees deliveries caught up with what was acked after `mark`, and until
+   * JetStream last refused a publish meanwhile; both undefined without a probe, flowMs on timeout.
+   */
+  private async flowResumed(since: number, mark: number | undefined): Promise<{ flowMs?: number; jetStreamBackMs?: number }> {
     const flow = this.opts.flow;
-    if (!flow || mark === undefined) return undefined;
+    if (!flow || mark === undefined) return {};
     const ok = await waitFor(() => flow.resumed(mark), { timeoutMs: this.recoverTimeoutMs, intervalMs: 100, what: "deliveries caught up" }).catch(() => false);
-    return ok ? Math.round(performance.now() - since) : undefined;
+    const refused = flow.lastRefusedSince?.(since);
+    return {
+      ...(ok ? { flowMs: Math.round(performance.now() - since) } : {}),
+      ...(flow.lastRefusedSince ? { jetStreamBackMs: refused === undefined ? 0 : Math.round(refused - since) } : {}),
+    };
   }
 
   private async recoveredMs(target: string, what: string, pred: (s: ClusterStatus) => boolean) {

@@ -84,6 +84,7 @@ export async function startHostChaosCluster(): Promise<HostCluster> {
 export function flowProbe(pub: RatePublisher, sink: Sink, rate: number): FlowProbe {
   const slack = Math.max(1, Math.ceil(rate / 4));
   return {
+    lastRefusedSince: (since) => pub.lastFailedSince(since),
     mark: () => pub.acked.length,
     resumed: (mark) => {
       const end = pub.acked.length - slack;

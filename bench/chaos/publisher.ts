@@ -32,6 +32,8 @@ export class RatePublisher {
   readonly acked: string[] = [];
   /** Publishes that failed, by error message. */
   readonly failures = new Map<string, number>();
+  /** When each failed publish was sent (performance.now()), in the order the failures came. */
+  readonly failedSentAt: number[] = [];
   private readonly pending = new Set<Promise<void>>();
   private timer: ReturnType<typeof setInterval> | undefined;
 
@@ -59,6 +61,13 @@ export class RatePublisher {
     return n;
   }
 
+  /** When the last publish sent after `since` that failed was sent; undefined if none did. */
+  lastFailedSince(since: number): number | undefined {
+    let last: number | undefined;
+    for (const t of this.failedSentAt) if (t >= since && (last === undefined || t > last)) last = t;
+    return last;
+  }
+
   /** In flight: published, neither acked nor failed yet. */
   get inFlight(): number {
     return this.pending.size;
@@ -67,9 +76,11 @@ export class RatePublisher {
   private publishOne(): void {
     const id = `${this.opts.idPrefix}-${this.published++}`;
     const body = JSON.stringify({ id, data: { n: this.published } });
+    const sentAt = performance.now();
     const p = this.js.publish(this.opts.subject, body, { msgID: id }).then(
       () => void this.acked.push(id),
       (err: unknown) => {
+        this.failedSentAt.push(sentAt);
         const why = err instanceof Error ? err.message : String(err);
         this.failures.set(why, (this.failures.get(why) ?? 0) + 1);
       },

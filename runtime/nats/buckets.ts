@@ -26,11 +26,19 @@ export interface BindBucketOptions {
    * @defaultValue the client's JetStream default, 5000
    */
   timeoutMs?: number;
+  /**
+   * Read from the bucket's stream leader instead of by direct get. On a replicated bucket a direct
+   * get may be answered by a follower that is behind (after leader changes on nats-server 2.9.10,
+   * for tens of seconds), so a value read for a compare-and-set must come from the leader, which
+   * is where the write is judged. Only once the bucket has taken a write (see above: the store
+   * exists by then). @defaultValue false
+   */
+  leaderReads?: boolean;
 }
 
 export async function bindBucket(nc: NatsConnection, bucket: string, opts: BindBucketOptions = {}): Promise<KV> {
   const kvm = new Kvm(opts.timeoutMs === undefined ? nc : jetstream(nc, { timeout: opts.timeoutMs }));
   const { streamInfo } = await (await kvm.open(bucket)).status();
   // A bucket some other tool made without direct gets is read the ordinary way.
-  return kvm.open(bucket, { allow_direct: streamInfo.config.allow_direct === true });
+  return kvm.open(bucket, { allow_direct: streamInfo.config.allow_direct === true && opts.leaderReads !== true });
 }

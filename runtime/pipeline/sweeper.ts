@@ -16,6 +16,14 @@
  * they count as pending in `herald status`, hold disk and count against the stream's limits. Each
  * topic's subject has exactly one consumer, so every message of that subject at or below the
  * consumer's ack floor has been acked: those are purged (`filter` = the subject, up to the floor).
+ *
+ * Third duty, alongside: a consumer that does not see messages its stream holds. A consumer runs on
+ * its leader's server and reads that server's copy of the stream; on 2.9.10 a copy can stay behind
+ * after leader changes (seen in the three-host test: the exception stream's leader held two entries
+ * past the consumer's delivered sequence, the consumer counted nothing pending, for two minutes).
+ * When the stream leader holds a message of the topic past what the consumer delivered, the
+ * consumer counts none pending, and the same message is found so on two checks in a row, the
+ * consumer's leader is asked to step down, so that a server whose copy is whole takes over.
  */
 import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { jetstream } from "@nats-io/jetstream";
@@ -45,6 +53,8 @@ export class UnknownTopicSweeper {
   private running = false;
   private sweeping: Promise<void> | undefined;
   private sweeps = 0;
+  /** Per stream/consumer, the first message it did not see at the last check (see {@link unstick}). */
+  private readonly unseen = new Map<string, number>();
   private readonly names;
 
   constructor(
@@ -77,6 +87,10 @@ export class UnknownTopicSweeper {
         .then(() => (this.sweeps++ % RETAINED_EVERY === 0 ? this.purgeRetained() : 0))
         .then((purged) => {
           if (purged > 0) this.log.warn("acked messages the server had kept in a work-queue stream were removed", { purged });
+          return this.sweeps % RETAINED_EVERY === 1 ? this.unstick() : [];
+        })
+        .then((moved) => {
+          for (const m of moved) this.log.warn("a consumer did not see messages its stream holds; its leader was asked to step down", m);
         })
         .catch((err) => this.log.debug("unknown-topic sweep failed; trying again", { error: errorText(err) }))
         .finally(() => this.schedule(SWEEP_INTERVAL_MS));
@@ -132,6 +146,36 @@ export class UnknownTopicSweeper {
     return purged;
   }
 
+  /**
+   * Asks the leader of every topic consumer that has not seen its stream's messages for two checks
+   * in a row to step down; resolves with what it did.
+   */
+  async unstick(): Promise<{ stream: string; consumer: string; firstUnseen: number; leader: string | undefined }[]> {
+    const jsm = await jetstreamManager(this.nc);
+    const done: { stream: string; consumer: string; firstUnseen: number; leader: string | undefined }[] = [];
+    for (const [stream, subjectOf, consumerOf] of [
+      [this.names.queueStream, this.names.in, this.names.queueConsumer],
+      [this.names.exceptionStream, this.names.exc, this.names.exceptionConsumer],
+    ] as const) {
+      for (const topic of Object.keys(this.config.topics)) {
+        const consumer = consumerOf(topic);
+        const key = `${stream}/${consumer}`;
+        const c = await jsm.consumers.info(stream, consumer).catch(() => undefined);
+        const next =
+          c === undefined || c.num_pending > 0
+            ? null
+            : await jsm.streams.getMessage(stream, { next_by_subj: subjectOf(topic), seq: c.delivered.stream_seq + 1 } as never).catch(() => null);
+        const verdict = unseenVerdict(this.unseen.get(key), next?.seq);
+        if (verdict.remember === undefined) this.unseen.delete(key);
+        else this.unseen.set(key, verdict.remember);
+        if (!verdict.stepDown || c === undefined) continue;
+        await stepDownConsumer(this.nc, stream, consumer);
+        done.push({ stream, consumer, firstUnseen: next!.seq, leader: c.cluster?.leader });
+      }
+    }
+    return done;
+  }
+
   private isTopic(topic: string): boolean {
     return Object.hasOwn(this.config.topics, topic);
   }
@@ -176,4 +220,24 @@ export class UnknownTopicSweeper {
     const value = kind === "queue" ? decoded.value : (decoded.value as { envelope?: unknown } | null)?.envelope;
     return envelopeProblem(value, topic, this.config.limits) === undefined ? (value as Envelope) : undefined;
   }
+}
+
+/**
+ * The decision of {@link UnknownTopicSweeper.unstick} for one consumer: `unseen` is the sequence
+ * of the first message of its subject past its delivered sequence that the stream leader holds
+ * while the consumer counts none pending (undefined: there is none), `before` what the previous
+ * check found. The same message unseen twice in a row is a consumer behind its stream; a new one
+ * may only be a message published between the two reads, so it is remembered and looked at again.
+ */
+export function unseenVerdict(before: number | undefined, unseen: number | undefined): { stepDown: boolean; remember: number | undefined } {
+  if (unseen === undefined) return { stepDown: false, remember: undefined };
+  if (before === unseen) return { stepDown: true, remember: undefined };
+  return { stepDown: false, remember: unseen };
+}
+
+/** Asks a replicated consumer's leader to hand over to another replica (JetStream API). */
+export async function stepDownConsumer(nc: NatsConnection, stream: string, consumer: string): Promise<void> {
+  const reply = await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${stream}.${consumer}`, undefined, { timeout: 2000 });
+  const answer = reply.json<{ error?: { description?: string } }>();
+  if (answer.error) throw new Error(`consumer ${consumer} of ${stream} could not step down: ${answer.error.description ?? "no reason given"}`);
 }

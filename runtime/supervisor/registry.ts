@@ -64,8 +64,15 @@ export class HeartbeatWriter {
   private readMark = 0;
   private stopFlag = false;
 
+  /**
+   * @param kv the registry bucket, for writes.
+   * @param leaderKv the same bucket read from its leader (bindBucket `leaderReads`): after a
+   *   refused write the revision is read back from there, since a lagging replica's answer would
+   *   be refused again.
+   */
   constructor(
     private readonly kv: KV,
+    private readonly leaderKv: KV,
     private readonly key: string,
     private readonly onStopRequested: () => void,
   ) {}
@@ -91,8 +98,9 @@ export class HeartbeatWriter {
         return this.readMark;
       } catch (err) {
         if (this.revision === undefined) throw err;
-        // Someone else wrote our record: find out whether it asks us to stop.
-        const entry = await this.kv.get(this.key);
+        // Someone else wrote our record (or the write timed out, applied or not): find out what
+        // it holds now, and whether it asks us to stop.
+        const entry = await this.leaderKv.get(this.key);
         this.revision = entry?.revision;
         const seen = entry ? parseRecord(entry) : undefined;
         if (seen?.isStopServer && !this.stopFlag) {

@@ -111,11 +111,13 @@ export class Supervisor {
     // from NATS would hold the lease loop long after others may have taken over. The heartbeat
     // keeps the default: a slow beat only delays this node's record.
     const { intervalMs, timeoutMs } = config.heartbeat;
+    // Its reads go to the bucket's leader: a compare-and-set on a value a lagging replica served
+    // would fail, and a renewal that fails loses the lease (buckets.ts, leaderReads).
     const leaseKv = await this.setUp("the master lease", () =>
-      bindBucket(nc, this.names.registryBucket, { timeoutMs: leaseRequestTimeoutMs(intervalMs, timeoutMs) }),
+      bindBucket(nc, this.names.registryBucket, { timeoutMs: leaseRequestTimeoutMs(intervalMs, timeoutMs), leaderReads: true }),
     );
     if (leaseKv === undefined) return;
-    this.heartbeat = new HeartbeatWriter(this.kv, nodeKey(this.node.name), () => {
+    this.heartbeat = new HeartbeatWriter(this.kv, leaseKv, nodeKey(this.node.name), () => {
       this.log.info("isStopServer set: stopping");
       void this.stop("isStopServer");
     });
