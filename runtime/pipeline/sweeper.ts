@@ -16,6 +16,9 @@
  * they count as pending in `herald status`, hold disk and count against the stream's limits. Each
  * topic's subject has exactly one consumer, so every message of that subject at or below the
  * consumer's ack floor has been acked: those are purged (`filter` = the subject, up to the floor).
+ * (The floor passes only acked messages because Herald's consumers have no delivery limit,
+ * `max_deliver: -1`: JetStream never gives up on an unacked message and moves the floor past it;
+ * Herald retires such messages itself, as poison, with a dead letter.)
  *
  * Third duty, alongside: a consumer that does not see messages its stream holds. A consumer runs on
  * its leader's server and reads that server's copy of the stream; on 2.9.10 a copy can stay behind

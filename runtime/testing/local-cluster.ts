@@ -4,10 +4,10 @@
  * CLI in dist/), so they can be SIGKILLed like any process.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
 import { connect } from "@nats-io/transport-node";
 import { decode } from "../codec/index.js";
@@ -106,6 +106,8 @@ export interface LocalClusterOptions {
 
 export class LocalCluster {
   readonly nodes = new Map<string, NodeProc>();
+  /** Every node's output over all its incarnations (see keepLogs). */
+  private readonly history = new Map<string, string[]>();
   readonly events: ClusterEvent[] = [];
   private readonly proxies = new Map<string, TcpProxy>();
   private readonly nodeConfigFiles = new Map<string, string>();
@@ -213,8 +215,15 @@ export class LocalCluster {
       },
     });
     const output: string[] = [];
-    proc.stdout!.on("data", (d) => output.push(String(d)));
-    proc.stderr!.on("data", (d) => output.push(String(d)));
+    const history = this.history.get(name) ?? [];
+    this.history.set(name, history);
+    if (history.length > 0) history.push(`--- ${name} started again ---\n`);
+    const keep = (d: unknown) => {
+      output.push(String(d));
+      history.push(String(d));
+    };
+    proc.stdout!.on("data", keep);
+    proc.stderr!.on("data", keep);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
       proc.on("exit", (code, signal) => r({ code, signal })),
     );
@@ -280,7 +289,20 @@ export class LocalCluster {
     await this.nc.close().catch(() => undefined);
     await Promise.all([...this.proxies.values()].map((p) => p.close()));
     await this.nats.stop();
+    await this.keepLogs();
     await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * `HERALD_TEST_LOGS=DIR`: every node's output, all its incarnations, is kept in
+   * DIR/<cluster dir>/<node>.log when the cluster stops, to read after a failed run.
+   */
+  private async keepLogs(): Promise<void> {
+    const root = process.env.HERALD_TEST_LOGS;
+    if (!root) return;
+    const dir = join(root, basename(this.dir));
+    await mkdir(dir, { recursive: true });
+    for (const [name, lines] of this.history) await writeFile(join(dir, `${name}.log`), lines.join(""));
   }
 }
 
