@@ -17,25 +17,22 @@ export { Sink } from "./sink.js";
 export const CHAOS_IN = "herald.in.demo";
 export const CHAOS_OUT = "herald.out.demo";
 
-/** Every chaos node: one actor of each kind but collector, the demo topic, forgiving retries. */
+/**
+ * Every chaos node: one actor of each kind but collector, the demo topic, forgiving retries.
+ *
+ * The demo topic pushes with `jetstream: true`, to the sink's capture stream: a core publish made
+ * where the sink's connections cannot hear it (a server cut off from them, or one just restarted,
+ * before the capture stream and the sink's subscription are back) reaches nobody and still counts
+ * as delivered (all core NATS promises), so only a stored push tells Herald's loss from the
+ * network's.
+ */
 const CHAOS_NODES = {
   faultInjection: true,
   actors: { ingest: 1, collector: 0, subqueue: 1, processor: 1, pusher: 1 },
   extra: {
-    topics: { demo: { channel: "nats" } },
+    topics: { demo: { channel: "nats", jetstream: true } },
     pipeline: { ackWaitMs: 3000, duplicateWindowMs: 600_000, retry: { backoffMs: [200, 500, 1000], maxAttempts: 1000 } },
   },
-} as const;
-
-/**
- * On more than one nats-server the demo topic pushes with `jetstream: true`, to the sink's capture
- * stream: a core publish made on a server cut off from the sink's connections reaches nobody and
- * still counts as delivered (all core NATS promises), so only a stored push tells Herald's loss
- * from the network's.
- */
-const DURABLE_CHAOS_NODES = {
-  ...CHAOS_NODES,
-  extra: { ...CHAOS_NODES.extra, topics: { demo: { channel: "nats", jetstream: true } } },
 } as const;
 
 /**
@@ -47,7 +44,7 @@ export async function startChaosCluster(nodes: number, opts: { natsServers?: num
   const servers = opts.natsServers ?? 1;
   const cluster = await LocalCluster.start({
     nodes,
-    ...(servers > 1 ? DURABLE_CHAOS_NODES : CHAOS_NODES),
+    ...CHAOS_NODES,
     ...(servers > 1 ? { natsCluster: { size: servers, replicas: servers >= 5 ? 5 : 3 } } : {}),
   });
   try {
@@ -65,7 +62,7 @@ export async function startChaosCluster(nodes: number, opts: { natsServers?: num
  * network namespace, R3. Needs root and `ip netns` (see canUseNetns).
  */
 export async function startHostChaosCluster(): Promise<HostCluster> {
-  const hosts = await HostCluster.start(DURABLE_CHAOS_NODES);
+  const hosts = await HostCluster.start(CHAOS_NODES);
   try {
     hosts.startNodes();
     await hosts.cluster.waitStatus("3 nodes on 3 hosts running", (s) => s.nodes.length === 3 && whole(s), 90_000);

@@ -11,6 +11,8 @@ import type { Logger } from "../log.js";
 
 /** JetStream's "stream name already in use with a different configuration". */
 const STREAM_NAME_EXIST = 10058;
+/** JetStream's "JetStream system temporarily unavailable": a server whose JetStream is catching up. */
+const CLUSTER_NOT_AVAILABLE = 10008;
 /** JetStream's "not enabled" (server-wide) and "not enabled for account". */
 const JETSTREAM_OFF_CODES: readonly number[] = [10076, JetStreamApiCodes.JetStreamNotEnabledForAccount];
 
@@ -67,6 +69,17 @@ export async function jetStreamIsOff(nc: NatsConnection, err: unknown, timeoutMs
   } catch (check) {
     return saysJetStreamOff(check);
   }
+}
+
+/**
+ * Whether a failed JetStream request only says "not now": a timeout, or a server whose JetStream
+ * is still catching up after a restart or a partition ("JetStream system temporarily
+ * unavailable": seen for over 50 s from a restarted server of a three-server cluster while the
+ * other two served). Such a step is worth trying again for as long as it takes.
+ */
+export function jetStreamNotNow(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === CLUSTER_NOT_AVAILABLE;
+  return err instanceof Error && (err.name === "TimeoutError" || /^timeout$/i.test(err.message));
 }
 
 /**

@@ -9,18 +9,7 @@
  * An envelope queued for a topic that has since been removed keeps its envelope in the letter, so
  * `herald dlq replay` brings it back once the topic is configured again.
  *
- * Second duty, every few sweeps: messages a work-queue stream kept after they were acked. On a
- * replicated stream, nats-server 2.9.10 can keep acked messages after a leader change (seen in the
- * three-host test: the topic's consumer had acked everything, its ack floor at the stream's last
- * sequence, and hundreds of its messages were still stored). They are never delivered again, but
- * they count as pending in `herald status`, hold disk and count against the stream's limits. Each
- * topic's subject has exactly one consumer, so every message of that subject at or below the
- * consumer's ack floor has been acked: those are purged (`filter` = the subject, up to the floor).
- * (The floor passes only acked messages because Herald's consumers have no delivery limit,
- * `max_deliver: -1`: JetStream never gives up on an unacked message and moves the floor past it;
- * Herald retires such messages itself, as poison, with a dead letter.)
- *
- * Third duty, alongside: a consumer that does not see messages its stream holds. A consumer runs on
+ * Second duty, every few sweeps: a consumer that does not see messages its stream holds. A consumer runs on
  * its leader's server and reads that server's copy of the stream; on 2.9.10 a copy can stay behind
  * after leader changes (seen in the three-host test: the exception stream's leader held two entries
  * past the consumer's delivered sequence, the consumer counted nothing pending, for two minutes).
@@ -46,8 +35,8 @@ import { HEADER_ENVELOPE, names } from "../names.js";
 export const SWEEP_INTERVAL_MS = 1000;
 /** Messages moved per sweep at most, so one sweep stays short. */
 const SWEEP_BATCH = 1000;
-/** Acked messages a stream kept are looked for on every this many sweeps. */
-const RETAINED_EVERY = 5;
+/** Consumers that do not see their stream's messages are looked for on every this many sweeps. */
+const UNSEEN_EVERY = 5;
 /** Dead letters keep at most this much of a raw message. */
 const MAX_RAW_KEPT = 64 * 1024;
 
@@ -87,11 +76,7 @@ export class UnknownTopicSweeper {
         .then((moved) => {
           if (moved > 0) this.log.warn("messages of unconfigured topics moved to dead letters", { moved });
         })
-        .then(() => (this.sweeps++ % RETAINED_EVERY === 0 ? this.purgeRetained() : 0))
-        .then((purged) => {
-          if (purged > 0) this.log.warn("acked messages the server had kept in a work-queue stream were removed", { purged });
-          return this.sweeps % RETAINED_EVERY === 1 ? this.unstick() : [];
-        })
+        .then(() => (this.sweeps++ % UNSEEN_EVERY === 0 ? this.unstick() : []))
         .then((moved) => {
           for (const m of moved) this.log.warn("a consumer did not see messages its stream holds; its leader was asked to step down", m);
         })
@@ -122,31 +107,6 @@ export class UnknownTopicSweeper {
       }
     }
     return moved;
-  }
-
-  /**
-   * Purges, per configured topic and stream, the messages at or below the topic consumer's ack
-   * floor that the stream still holds; resolves with how many went.
-   */
-  async purgeRetained(): Promise<number> {
-    const jsm = await jetstreamManager(this.nc);
-    let purged = 0;
-    for (const [stream, filter, subjectOf, consumerOf] of [
-      [this.names.queueStream, this.names.queueSubjects, this.names.in, this.names.queueConsumer],
-      [this.names.exceptionStream, this.names.exceptionSubjects, this.names.exc, this.names.exceptionConsumer],
-    ] as const) {
-      const held = (await jsm.streams.info(stream, { subjects_filter: filter })).state.subjects ?? {};
-      for (const topic of Object.keys(this.config.topics)) {
-        const stored = held[subjectOf(topic)] ?? 0;
-        if (stored === 0) continue;
-        const c = await jsm.consumers.info(stream, consumerOf(topic)).catch(() => undefined);
-        // Everything stored is still owed (pending or in flight): nothing was kept.
-        if (c === undefined || stored <= c.num_pending + c.num_ack_pending) continue;
-        const r = await jsm.streams.purge(stream, { filter: subjectOf(topic), seq: c.ack_floor.stream_seq + 1 });
-        purged += r.purged;
-      }
-    }
-    return purged;
   }
 
   /**

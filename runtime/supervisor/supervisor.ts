@@ -13,7 +13,7 @@ import { errorText, HeraldError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { configAccess, connectNats } from "../nats/connect.js";
 import { bindBucket } from "../nats/buckets.js";
-import { jetStreamIsOff } from "../nats/storage.js";
+import { jetStreamIsOff, jetStreamNotNow } from "../nats/storage.js";
 import { watchKv, type WatchHandle } from "../nats/kv-watch.js";
 import { monotonicNow } from "../platform/index.js";
 import { payloadRoomProblem } from "../pipeline/queue-io.js";
@@ -48,6 +48,8 @@ export function takeoverOrder(config: HeraldConfig): string[] {
 
 const WORKER_ENTRY = new URL("../actor/worker-entry.js", import.meta.url);
 const newId = monotonicFactory();
+/** A setup step that keeps failing is tried again at most this far apart, ms. */
+const SET_UP_RETRY_MAX_MS = 5000;
 
 export class Supervisor {
   readonly incarnation = newId();
@@ -162,21 +164,27 @@ export class Supervisor {
   /**
    * Runs a JetStream setup step (buckets, streams, consumers), trying again while JetStream may
    * still be starting, electing a leader or slow to answer: a request timeout must not kill a
-   * starting node. JetStream off for the account is final at once (checked with the JetStream API,
-   * see {@link jetStreamIsOff}: "no responders" alone also means a new replicated stream without a
-   * leader yet); otherwise it gives up after 20 tries (about 50 s). Resolves undefined when the node is stopped meanwhile.
+   * starting node. A timeout or "temporarily unavailable" ({@link jetStreamNotNow}) is retried for
+   * as long as it lasts, every few seconds, each try logged; JetStream off for the account is final
+   * at once (checked with the JetStream API, see {@link jetStreamIsOff}: "no responders" alone also
+   * means a new replicated stream without a leader yet); any other failure gives up after 20 tries
+   * (about 50 s). Either way the error is one line naming the step and the server's answer.
+   * Resolves undefined when the node is stopped meanwhile.
    */
   private async setUp<T>(what: string, step: () => Promise<T>): Promise<T | undefined> {
-    for (let attempt = 1; !this.stopping; attempt++) {
+    for (let attempt = 1, other = 0; !this.stopping; attempt++) {
       try {
         return await step();
       } catch (err) {
         const text = errorText(err);
-        if (attempt >= 20 || (await jetStreamIsOff(this.nc, err))) {
-          throw new Error(`cannot set up ${what} on NATS (${text}): is JetStream enabled (nats-server -js)?`);
+        if (await jetStreamIsOff(this.nc, err)) {
+          throw new HeraldError("NATS", `cannot set up ${what} on NATS: JetStream is not enabled (${text}); start nats-server with -js, or enable JetStream for this account`);
+        }
+        if (!jetStreamNotNow(err) && ++other >= 20) {
+          throw new HeraldError("NATS", `cannot set up ${what} on NATS after ${attempt} tries: ${text}`);
         }
         this.log.warn(`setting up ${what} failed; trying again`, { attempt, error: text });
-        await new Promise((r) => setTimeout(r, 250 * attempt));
+        await new Promise((r) => setTimeout(r, Math.min(SET_UP_RETRY_MAX_MS, 250 * attempt)));
       }
     }
     return undefined;
