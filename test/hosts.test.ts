@@ -8,14 +8,11 @@
  *
  *   npm run test:hosts                       (short: about a minute)
  *   HERALD_HOSTS_FULL=1 npm run test:hosts   (longer outages, more load)
- *   HERALD_HOSTS_LOGS=DIR npm run test:hosts (keeps each node's output in DIR)
+ *   HERALD_TEST_LOGS=DIR npm run test:hosts  (keeps every node's output in DIR, see LocalCluster)
  *
  * Needs root and `ip netns`; without them the test is skipped and says why.
  */
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CHAOS_IN,
@@ -33,6 +30,9 @@ import {
 import { seededRandom } from "../runtime/rules/random.js";
 import { canUseNetns, HOSTS_CLIENT, type HostCluster } from "../runtime/testing/index.js";
 import { waitFor } from "./helpers/nats.js";
+import { names } from "../runtime/names.js";
+
+const N = names("herald");
 
 const skipReason = await canUseNetns();
 if (skipReason !== undefined) console.log(`hosts: SKIPPED, network namespaces unavailable: ${skipReason}`);
@@ -51,12 +51,6 @@ let pub: RatePublisher | undefined;
 let injector: FaultInjector | undefined;
 
 afterEach(async () => {
-  // HERALD_HOSTS_LOGS=DIR keeps each node's output of the run (DIR/<node>.log) to read afterwards.
-  const logs = process.env.HERALD_HOSTS_LOGS;
-  if (logs && hosts) {
-    await mkdir(logs, { recursive: true });
-    for (const name of hosts.cluster.nodes.keys()) await writeFile(join(logs, `${name}.log`), hosts.cluster.nodeOutput(name));
-  }
   await pub?.stop().catch(() => undefined);
   await injector?.close();
   await sink?.stop().catch(() => undefined);
@@ -70,11 +64,10 @@ afterEach(async () => {
  * that kept acked messages) or not (nobody is reading them).
  */
 async function stallReport(h: HostCluster, s: Sink): Promise<string> {
-  const nc = await connect({ ...HOSTS_CLIENT, servers: h.url.split(",") });
   try {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(h.cluster.nc);
     const out: string[] = [];
-    for (const stream of ["HERALD_QUEUE", "HERALD_EXCEPTIONS"]) {
+    for (const stream of [N.queueStream, N.exceptionStream]) {
       const info = await jsm.streams.info(stream);
       out.push(`${stream} messages=${info.state.messages} first=${info.state.first_seq} last=${info.state.last_seq} leader=${info.cluster?.leader} replicas=${(info.cluster?.replicas ?? []).map((r) => `${r.name}:${r.current ? "current" : "behind"}/lag=${r.lag ?? 0}`).join(",")}`);
       for await (const c of jsm.consumers.list(stream)) {
@@ -82,7 +75,7 @@ async function stallReport(h: HostCluster, s: Sink): Promise<string> {
           `  ${c.name}: pending=${c.num_pending} ack_pending=${c.num_ack_pending} waiting=${c.num_waiting} redelivered=${c.num_redelivered} delivered=${c.delivered.stream_seq} ack_floor=${c.ack_floor.stream_seq} leader=${c.cluster?.leader}`,
         );
       }
-      if (stream !== "HERALD_QUEUE" || info.state.messages === 0) continue;
+      if (stream !== N.queueStream || info.state.messages === 0) continue;
       let atSink = 0;
       let looked = 0;
       const ids: string[] = [];
@@ -99,25 +92,20 @@ async function stallReport(h: HostCluster, s: Sink): Promise<string> {
     return out.join("\n");
   } catch (err) {
     return `could not read JetStream: ${err instanceof Error ? err.message : String(err)}`;
-  } finally {
-    await nc.close();
   }
 }
 
 /** What the demo topic's consumers still owe: `queue N, retrying M` (pending + in flight). */
 async function owedText(h: HostCluster): Promise<string> {
-  const nc = await connect({ ...HOSTS_CLIENT, servers: h.url.split(",") });
   try {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(h.cluster.nc);
     const owed = async (stream: string, consumer: string) => {
       const c = await jsm.consumers.info(stream, consumer);
       return c.num_pending + c.num_ack_pending;
     };
-    return `queue ${await owed("HERALD_QUEUE", "subqueue-demo")}, retrying ${await owed("HERALD_EXCEPTIONS", "retry-demo")}`;
+    return `queue ${await owed(N.queueStream, N.queueConsumer("demo"))}, retrying ${await owed(N.exceptionStream, N.exceptionConsumer("demo"))}`;
   } catch (err) {
     return `not readable: ${err instanceof Error ? err.message : String(err)}`;
-  } finally {
-    await nc.close();
   }
 }
 

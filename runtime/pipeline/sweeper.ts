@@ -40,6 +40,16 @@ const UNSEEN_EVERY = 5;
 /** Dead letters keep at most this much of a raw message. */
 const MAX_RAW_KEPT = 64 * 1024;
 
+/** A consumer whose leader {@link UnknownTopicSweeper.unstick} asked to step down, for the log. */
+export interface SteppedDown {
+  stream: string;
+  consumer: string;
+  /** Sequence of the message it had not seen on two checks. */
+  firstUnseen: number;
+  /** The leader that was asked to step down. */
+  leader: string | undefined;
+}
+
 export class UnknownTopicSweeper {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private running = false;
@@ -78,7 +88,7 @@ export class UnknownTopicSweeper {
         })
         .then(() => (this.sweeps++ % UNSEEN_EVERY === 0 ? this.unstick() : []))
         .then((moved) => {
-          for (const m of moved) this.log.warn("a consumer did not see messages its stream holds; its leader was asked to step down", m);
+          for (const m of moved) this.log.warn("a consumer did not see messages its stream holds; its leader was asked to step down", { ...m });
         })
         .catch((err) => this.log.debug("unknown-topic sweep failed; trying again", { error: errorText(err) }))
         .finally(() => this.schedule(SWEEP_INTERVAL_MS));
@@ -113,9 +123,9 @@ export class UnknownTopicSweeper {
    * Asks the leader of every topic consumer that has not seen its stream's messages for two checks
    * in a row to step down; resolves with what it did.
    */
-  async unstick(): Promise<{ stream: string; consumer: string; firstUnseen: number; leader: string | undefined }[]> {
+  async unstick(): Promise<SteppedDown[]> {
     const jsm = await jetstreamManager(this.nc);
-    const done: { stream: string; consumer: string; firstUnseen: number; leader: string | undefined }[] = [];
+    const done: SteppedDown[] = [];
     for (const [stream, subjectOf, consumerOf] of [
       [this.names.queueStream, this.names.in, this.names.queueConsumer],
       [this.names.exceptionStream, this.names.exc, this.names.exceptionConsumer],

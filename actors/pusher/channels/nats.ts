@@ -78,10 +78,7 @@ export class NatsChannel implements Channel {
       return { outcome: "delivered", detail: `published on ${subject}` };
     } catch (err) {
       const why = `publish on ${subject} failed: ${err instanceof Error ? err.message : String(err)}`;
-      // A payload over the server's max_payload or a bad subject fails the same way every time.
-      if (err instanceof InvalidArgumentError || err instanceof InvalidSubjectError) {
-        return { outcome: "dead", reason: "rejected", error: why };
-      }
+      if (refusedByClient(err)) return { outcome: "dead", reason: "rejected", error: why };
       return { outcome: "retry", reason: why };
     }
   }
@@ -94,9 +91,7 @@ export class NatsChannel implements Channel {
       return { outcome: "delivered", detail: `stored in stream ${ack.stream} at ${ack.seq}${ack.duplicate ? " (a duplicate: stored before)" : ""}` };
     } catch (err) {
       const text = err instanceof Error ? err.message : String(err);
-      if (err instanceof InvalidArgumentError || err instanceof InvalidSubjectError) {
-        return { outcome: "dead", reason: "rejected", error: `publish on ${subject} failed: ${text}` };
-      }
+      if (refusedByClient(err)) return { outcome: "dead", reason: "rejected", error: `publish on ${subject} failed: ${text}` };
       if (err instanceof JetStreamApiError && err.code === MESSAGE_EXCEEDS_MAXIMUM) {
         return { outcome: "dead", reason: "rejected", error: `the stream capturing ${subject} refused the message: ${text}` };
       }
@@ -119,6 +114,11 @@ export class NatsChannel implements Channel {
     });
     return this.#batch;
   }
+}
+
+/** A payload over the server's max_payload or a bad subject: it fails the same way every time. */
+function refusedByClient(err: unknown): boolean {
+  return err instanceof InvalidArgumentError || err instanceof InvalidSubjectError;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
