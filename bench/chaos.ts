@@ -19,6 +19,7 @@
  * 1 when an acked message was lost, the queue did not drain, or the cluster did not recover.
  */
 import { parseArgs } from "node:util";
+import { parseCommandLine } from "./lib/args.js";
 import { seededRandom } from "../runtime/rules/random.js";
 import { canUseNetns, HOSTS_CLIENT, waitFor, type HostCluster, type LocalCluster } from "../runtime/testing/index.js";
 import {
@@ -37,17 +38,25 @@ import {
   type FaultRecord,
 } from "./chaos/index.js";
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    duration: { type: "string" },
-    rate: { type: "string" },
-    seed: { type: "string" },
-    nodes: { type: "string", default: "4" },
-    nats: { type: "string", default: "1" },
-    hosts: { type: "boolean", default: false },
-  },
-});
+const USAGE = `usage: npm run chaos [-- OPTIONS]
+
+  --quick        25 s at 800 msg/s, one fault of each kind (under a minute)
+  --duration S   seconds of load (default 120)
+  --rate N       messages per second offered (default 1500)
+  --seed N       the fault schedule's seed (default: random, printed)
+  --nodes N      Herald nodes (default 4)
+  --nats N       nats-servers: 1, or 3 for a JetStream cluster (R3) that adds kill-nats
+  --hosts        three hosts as network namespaces (root and ip netns), one server and node each
+`;
+const { values } = parseCommandLine("herald chaos", USAGE, () => parseArgs({ options: {
+  quick: { type: "boolean", default: false },
+  duration: { type: "string" },
+  rate: { type: "string" },
+  seed: { type: "string" },
+  nodes: { type: "string", default: "4" },
+  nats: { type: "string", default: "1" },
+  hosts: { type: "boolean", default: false },
+} }));
 const quick = values.quick;
 const durationS = Number(values.duration ?? (quick ? 25 : 120));
 const rate = Number(values.rate ?? (quick ? 800 : 1500));

@@ -19,7 +19,6 @@ import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { findNatsServer } from "../runtime/nats/server.js";
 import { bullmq, redisReachable, type BullResult } from "./lib/bullmq.js";
 import { heraldEndToEnd, type HeraldResult } from "./lib/herald.js";
@@ -27,22 +26,38 @@ import { rawJetStream, type ThroughputResult } from "./lib/raw.js";
 import { recovery, type RecoveryResult } from "./lib/recovery.js";
 import { slowEndpoint, type SlowEndpointResult } from "./lib/slow-endpoint.js";
 import { idleLatency } from "./lib/idle.js";
+import { parseArgs } from "node:util";
+import { parseCommandLine } from "./lib/args.js";
 import { log, type Spread } from "./lib/stats.js";
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    count: { type: "string" },
-    trials: { type: "string" },
-    duration: { type: "string" },
-    inflight: { type: "string", default: "1000" },
-    only: { type: "string" },
-    "max-in-flight": { type: "string" },
-    baseline: { type: "string" },
-    rounds: { type: "string", default: "3" },
-    out: { type: "string", default: "bench/results/latest.json" },
-  },
-});
+const options = {
+  quick: { type: "boolean", default: false },
+  count: { type: "string" },
+  trials: { type: "string" },
+  duration: { type: "string" },
+  inflight: { type: "string", default: "1000" },
+  only: { type: "string" },
+  "max-in-flight": { type: "string" },
+  baseline: { type: "string" },
+  rounds: { type: "string", default: "3" },
+  out: { type: "string", default: "bench/results/latest.json" },
+} as const;
+
+const USAGE = `usage: npm run bench [-- OPTIONS]
+
+  --quick               under a minute: fewer messages, one recovery trial, no 4-node run
+  --count N             messages per full-speed scenario (default 20000; 3000 with --quick)
+  --duration S          seconds of the fixed half-load scenario (default 10)
+  --trials N            failover and respawn trials (default 5)
+  --only LIST           scenarios, comma-separated: raw,herald,webhook,slow,cluster,idle,bullmq,recovery
+  --inflight N          JetStream publish acks in flight at full speed (default 1000)
+  --max-in-flight LIST  also run the 1-node scenario per pipeline.maxInFlight value (16,64,256)
+  --baseline DIR        also run the 1-node scenario with another built checkout, side by side
+  --rounds N            rounds of --baseline, alternating which build goes first (default 3)
+  --out FILE            where the results go (default bench/results/latest.json)
+`;
+
+const { values } = parseCommandLine("herald bench", USAGE, () => parseArgs({ options }));
 const quick = values.quick!;
 const count = Number(values.count ?? (quick ? 3000 : 20_000));
 const trials = Number(values.trials ?? (quick ? 1 : 5));
@@ -202,6 +217,23 @@ function render(r: Results): string {
       `| master failover: SIGKILL → new master active | ${n(f.p50)} | ${n(f.max)} | ${f.n} |`,
       `| actor respawn: crash → running again | ${n(a.p50)} | ${n(a.max)} | ${a.n} |`,
     );
+  }
+  const cpuRows: [string, ThroughputResult | undefined][] = [
+    ["raw JetStream publish + consume/ack", r.raw],
+    ["Herald 1 node, nats, full speed", r.herald],
+    ["Herald 1 node, nats, half load", r.heraldHalf],
+    ["Herald 1 node, webhook", r.webhook],
+    ["Herald 4 nodes, nats", r.cluster],
+  ];
+  const cpu = cpuRows.filter(([, x]) => x?.cpuUs);
+  if (cpu.length > 0) {
+    const us = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(0));
+    lines.push("", "| CPU per message, µs (measured window) | harness | nats-server | Herald nodes | total |", "| --- | ---: | ---: | ---: | ---: |");
+    for (const [name, x] of cpu) {
+      const c = x!.cpuUs!;
+      const total = [c.harness, c.nats, c.herald].reduce<number>((a, b) => a + (b ?? 0), 0);
+      lines.push(`| ${name} | ${us(c.harness)} | ${us(c.nats)} | ${us(c.herald)} | ${us(total)} |`);
+    }
   }
   return `${lines.join("\n")}\n`;
 }

@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
-import { Renderer, type RenderResult } from "../actors/processor/render.js";
+import { plainTemplate, Renderer, type RenderResult } from "../actors/processor/render.js";
+import { seededRandom } from "../runtime/rules/random.js";
 import type { TopicConfig } from "../runtime/config/index.js";
 import type { Envelope, PushMessage } from "../runtime/pipeline/types.js";
 
@@ -151,5 +152,51 @@ describe("hostile data and templates", () => {
     const renderer = new Renderer({ t: topic({ out: "{% assign greeting = 'Hi ' | append: name %}{{ greeting }}" }) });
     const outs = ["Ada", "Bo", "Cy"].map((name) => rendered(renderer.render(envelope({ data: { name } }))).rendered.out);
     expect(outs).toEqual(["Hi Ada", "Hi Bo", "Hi Cy"]);
+  });
+});
+
+describe("the plain-template fast path", () => {
+  test("recognises text with plain outputs only", () => {
+    expect(plainTemplate("Hello {{name}}, {{ user.email }}!")).toEqual({ text: ["Hello ", ", ", "!"], paths: [["name"], ["user", "email"]] });
+    expect(plainTemplate("no outputs")).toEqual({ text: ["no outputs"], paths: [] });
+    for (const source of ["{{ name | upcase }}", "{% if a %}x{% endif %}", "{{- name }}", "{{ a[0] }}", "{{ list.size }}", "{{ true }}", "{{ 'x' }}", "{{ name"]) {
+      expect(plainTemplate(source), source).toBeUndefined();
+    }
+  });
+
+  test("renders exactly what LiquidJS renders, or leaves it to LiquidJS (2,000 random templates and scopes)", () => {
+    const random = seededRandom(20261201);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const names = ["name", "user", "data", "message", "n", "flag", "list", "size", "nil", "missing"];
+    const values: unknown[] = ["Ada", "", "héllo ✓", "{{ name }}", "a}}b", 0, -0, 1.5, -7, 1e21, true, false, null, [], ["x", 1], {}, { email: "a@b", n: 2 }];
+    const pieces = () =>
+      pick([
+        "Hi ",
+        " ",
+        "}}",
+        "{ {",
+        "%}",
+        "text",
+        `{{ ${pick(names)} }}`,
+        `{{${pick(names)}.${pick(["email", "n", "size", "first", "missing"])}}}`,
+        `{{ ${pick(names)} | upcase }}`,
+        "{{ message.id }}",
+        "{{ data.name }}",
+      ]);
+    for (let i = 0; i < 2000; i++) {
+      const source = Array.from({ length: 1 + Math.floor(random() * 4) }, pieces).join("");
+      const data: Record<string, unknown> = {};
+      for (const name of names) if (random() < 0.6) data[name] = pick(values);
+      const topics = { t: topic({ out: source }) };
+      const fast = new Renderer(topics);
+      const liquid = new Renderer(topics, { fastPath: false });
+      if (fast.templateErrors().length > 0) continue;
+      expect(fast.render(envelope({ data })), `${source} with ${JSON.stringify(data)}`).toEqual(liquid.render(envelope({ data })));
+    }
+  });
+
+  test("an output over the field cap is still refused", () => {
+    const r = new Renderer({ t: topic({ out: "{{ name }}" }) }, { maxFieldBytes: 4 });
+    expect(failed(r.render(envelope({ data: { name: "ééé" } })))).toContain("over the limit of 4 bytes");
   });
 });

@@ -32,6 +32,13 @@ export interface RenderLimits {
    * @defaultValue 4194304
    */
   memoryLimit?: number;
+  /**
+   * Render templates that are only text and `{{ name }}` / `{{ a.b }}` outputs by direct lookup,
+   * without LiquidJS, when every value looked up is a string, number or boolean (anything else
+   * goes through LiquidJS, which gives the same text or the same error). Off only in tests that
+   * compare the two. @defaultValue true
+   */
+  fastPath?: boolean;
 }
 
 /** A template that did not parse: its topic, output field and LiquidJS's reason. */
@@ -48,16 +55,52 @@ export type RenderResult =
 /** Tags that read other templates: with no file system they could only fail, so they do not parse. */
 const FILE_TAGS = ["include", "render", "layout"];
 
-type Field = { field: string; template: Template[] } | { field: string; error: string };
+/**
+ * A template that is only text and plain variable outputs: its text pieces and, between them, the
+ * property path each output looks up (`{{ a.b }}` → ["a", "b"]).
+ */
+interface Plain {
+  text: string[];
+  paths: string[][];
+}
+
+type Field = { field: string; template: Template[]; plain?: Plain } | { field: string; error: string };
+
+/** An output tag's inside that is a plain property path (no filters, brackets or whitespace control). */
+const PLAIN_PATH = /^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$/;
+/** Names LiquidJS reads as literals or as built-in properties (`size`, `first`, `last`), not as keys. */
+const NOT_PLAIN_NAMES = new Set(["true", "false", "nil", "null", "empty", "blank", "size", "first", "last"]);
+
+/** The plain form of `source`, or undefined when it uses anything but text and plain outputs. */
+export function plainTemplate(source: string): Plain | undefined {
+  const text: string[] = [];
+  const paths: string[][] = [];
+  let at = 0;
+  for (;;) {
+    const open = source.indexOf("{{", at);
+    const piece = source.slice(at, open < 0 ? undefined : open);
+    if (piece.includes("{%") || piece.includes("%}")) return undefined;
+    text.push(piece);
+    if (open < 0) return { text, paths };
+    const close = source.indexOf("}}", open + 2);
+    if (close < 0) return undefined;
+    const path = PLAIN_PATH.exec(source.slice(open + 2, close))?.[1]?.split(".");
+    if (!path || path.some((p) => NOT_PLAIN_NAMES.has(p))) return undefined;
+    paths.push(path);
+    at = close + 2;
+  }
+}
 
 /** Renders envelopes of the configured topics. Construct once per processor; `render` is sync. */
 export class Renderer {
   readonly #liquid: Liquid;
   readonly #topics = new Map<string, Field[]>();
   readonly #maxFieldBytes: number;
+  readonly #fastPath: boolean;
 
   constructor(topics: Record<string, TopicConfig>, limits: RenderLimits = {}) {
     this.#maxFieldBytes = limits.maxFieldBytes ?? 65_536;
+    this.#fastPath = limits.fastPath ?? true;
     this.#liquid = new Liquid({
       strictVariables: true,
       strictFilters: true,
@@ -74,7 +117,9 @@ export class Renderer {
     for (const [topic, config] of Object.entries(topics)) {
       const fields = Object.entries(config.template ?? {}).map(([field, source]): Field => {
         try {
-          return { field, template: this.#liquid.parse(source) };
+          const template = this.#liquid.parse(source);
+          const plain = this.#fastPath ? plainTemplate(source) : undefined;
+          return plain ? { field, template, plain } : { field, template };
         } catch (err) {
           return { field, error: errorText(err) };
         }
@@ -117,7 +162,7 @@ export class Renderer {
       const where = `topic ${JSON.stringify(envelope.topic)} field ${JSON.stringify(f.field)}`;
       if ("error" in f) return { ok: false, reason: "render", error: `${where}: the template does not parse: ${f.error}` };
       try {
-        rendered[f.field] = this.#renderField(f.template, scope);
+        rendered[f.field] = (f.plain && renderPlain(f.plain, scope, this.#maxFieldBytes)) ?? this.#renderField(f.template, scope);
       } catch (err) {
         return { ok: false, reason: "render", error: `${where}: ${errorText(err)}` };
       }
@@ -145,6 +190,27 @@ export class Renderer {
     if (bytes > this.#maxFieldBytes) throw new OutputTooLarge(this.#maxFieldBytes, `${bytes} bytes`);
     return emitter.buffer;
   }
+}
+
+/**
+ * `plain` rendered by direct lookup, as LiquidJS would render it (own properties only); undefined
+ * when a value is missing or not a string, finite number or boolean, or the output is over the cap:
+ * LiquidJS then renders it and says what is wrong.
+ */
+function renderPlain(plain: Plain, scope: object, maxBytes: number): string | undefined {
+  let out = plain.text[0]!;
+  for (let i = 0; i < plain.paths.length; i++) {
+    let v: unknown = scope;
+    for (const key of plain.paths[i]!) {
+      if (typeof v !== "object" || v === null || Array.isArray(v) || !Object.hasOwn(v, key)) return undefined;
+      v = (v as Record<string, unknown>)[key];
+    }
+    if (typeof v === "string") out += v;
+    else if ((typeof v === "number" && Number.isFinite(v)) || typeof v === "boolean") out += String(v);
+    else return undefined;
+    out += plain.text[i + 1]!;
+  }
+  return out.length * 3 > maxBytes && Buffer.byteLength(out) > maxBytes ? undefined : out;
 }
 
 /** Output buffer that throws once it holds more characters than the byte cap (each is ≥ 1 byte). */

@@ -133,7 +133,8 @@ export class SubQueueActor extends Actor {
             m.nak();
             continue;
           }
-          await this.take(lane, stream, m);
+          const taking = this.take(lane, stream, m);
+          if (taking) await taking;
         }
       } catch (err) {
         if (this.running) log.debug("fetch failed; retrying", { topic: lane.topic, stream, error: errorText(err) });
@@ -146,11 +147,22 @@ export class SubQueueActor extends Actor {
    * Takes one delivery into the lane. Nothing here may throw past it: a message that cannot be
    * read becomes a dead letter, and one that keeps killing its reader is retired as poison.
    */
-  private async take(lane: TopicLane, stream: Stream, m: JsMsg): Promise<void> {
+  private take(lane: TopicLane, stream: Stream, m: JsMsg): Promise<void> | undefined {
+    const planned = stream === "queue" ? 0 : 1;
+    if (!this.ctx.config.faultInjection && this.ledger.expected(m, planned)) {
+      // The common case, in the same turn: nothing to ask the poison bucket, no drill to run.
+      this.read(lane, stream, m);
+      return undefined;
+    }
+    return this.takeSuspect(lane, stream, m, planned);
+  }
+
+  /** {@link take} for a redelivery (the poison ledger decides) or under fault injection. */
+  private async takeSuspect(lane: TopicLane, stream: Stream, m: JsMsg, planned: number): Promise<void> {
     const prefix = this.ctx.config.subjectPrefix;
     let admission;
     try {
-      admission = await this.ledger.admit(m, stream === "queue" ? 0 : 1);
+      admission = await this.ledger.admit(m, planned);
     } catch (err) {
       admission = { read: true as const, done: async () => {} };
       this.ctx.log.debug("poison ledger failed; reading unmarked", { error: errorText(err) });
@@ -165,6 +177,15 @@ export class SubQueueActor extends Actor {
     }
     try {
       if (this.ctx.config.faultInjection) await this.drill(m);
+      this.read(lane, stream, m);
+    } finally {
+      await admission.done();
+    }
+  }
+
+  /** Reads an admitted delivery into the lane; never throws. */
+  private read(lane: TopicLane, stream: Stream, m: JsMsg): void {
+    try {
       if (stream === "queue") this.receive(lane, m);
       else this.receiveRetry(lane, m);
     } catch (err) {
@@ -173,8 +194,6 @@ export class SubQueueActor extends Actor {
       this.dead++;
       this.ctx.log.error("could not receive a stored message; dead-lettering it", { seq: m.seq, error: errorText(err) });
       void this.dispatcher.deadInput({ m }, unreadableLetter(m, this.parseCtx, `could not be received: ${errorText(err)}`));
-    } finally {
-      await admission.done();
     }
   }
 

@@ -37,11 +37,8 @@ export class SuspectLedger {
    * read without a mark: the delivery limit still bounds it.
    */
   async admit(m: JsMsg, plannedRedeliveries: number): Promise<Admission> {
+    if (this.expected(m, plannedRedeliveries)) return READ_FREELY;
     const deliveryCount = m.info.deliveryCount;
-    if (deliveryCount <= 1 + plannedRedeliveries && deliveryCount <= this.maxDeliveries) {
-      // The common case: no mark can exist for a delivery the message was bound to get.
-      return READ_FREELY;
-    }
     const key = suspectKey(m.info.stream, m.info.streamSequence);
     const mark = await this.readMark(key);
     const lastDeath = mark === undefined ? undefined : await this.readDeath(mark.reader);
@@ -66,6 +63,15 @@ export class SuspectLedger {
       return READ_FREELY;
     }
     return { read: true, done: () => this.kv.delete(key).catch(() => undefined) };
+  }
+
+  /**
+   * The common case, answered without the bucket: a delivery the message was bound to get (its
+   * first, or its planned retry) can have no mark, so it is read freely.
+   */
+  expected(m: JsMsg, plannedRedeliveries: number): boolean {
+    const deliveryCount = m.info.deliveryCount;
+    return deliveryCount <= 1 + plannedRedeliveries && deliveryCount <= this.maxDeliveries;
   }
 
   private async readMark(key: string): Promise<SuspectMark | undefined> {

@@ -7,7 +7,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { LocalCluster, waitFor } from "../../runtime/testing/index.js";
-import { log, peakRssMiB, percentiles, publishAtRate, publishFullSpeed } from "./stats.js";
+import { cpuWindow, log, peakRssMiB, percentiles, publishAtRate, publishFullSpeed } from "./stats.js";
 import type { ThroughputResult } from "./raw.js";
 
 /** The example config's actors per node and its topic's template. */
@@ -106,15 +106,20 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
         log(`    ${sink.seen.size}/${s.count} delivered`);
       }
     }, 250);
+    const cpu = await cpuWindow({
+      nats: c.nats.servers.map((sv) => sv.pid),
+      herald: [...c.nodes.values()].flatMap((n) => (n.proc.pid === undefined ? [] : [n.proc.pid])),
+    });
     const t0 = performance.now();
     if (s.rate) await publishAtRate(s.count, s.rate, publish);
     else await publishFullSpeed(s.count, s.inflight, publish);
     await waitFor(() => sink.seen.size >= s.count, { timeoutMs: 600_000, intervalMs: 20, what: "every message at the sink" });
     const secs = (performance.now() - t0) / 1000;
+    const cpuUs = await cpu.end(s.count);
     clearInterval(progress);
     const rss: Record<string, number | undefined> = {};
     for (const [name, n] of c.nodes) rss[name] = n.proc.pid === undefined ? undefined : await peakRssMiB(n.proc.pid);
-    return { msgsPerSec: s.count / secs, ...percentiles(sink.latencies), peakRssMiB: rss };
+    return { msgsPerSec: s.count / secs, ...percentiles(sink.latencies), peakRssMiB: rss, cpuUs };
   } finally {
     await c.stop();
     await sink.close();

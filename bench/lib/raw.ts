@@ -5,10 +5,12 @@
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { startTempNats } from "../../runtime/testing/index.js";
-import { percentiles, publishFullSpeed, type Latency } from "./stats.js";
+import { cpuWindow, percentiles, publishFullSpeed, type CpuPerMessage, type Latency } from "./stats.js";
 
 export interface ThroughputResult extends Latency {
   msgsPerSec: number;
+  /** CPU per message over the measured window, µs, by process group. */
+  cpuUs?: CpuPerMessage;
 }
 
 export async function rawJetStream(count: number, inflight: number): Promise<ThroughputResult> {
@@ -21,6 +23,7 @@ export async function rawJetStream(count: number, inflight: number): Promise<Thr
     const js = jetstream(nc);
     const consumer = await js.consumers.get("RAW", "c");
     const lat: number[] = [];
+    const cpu = await cpuWindow({ nats: [nats.server.pid], herald: [] });
     const t0 = performance.now();
     const consumed = (async () => {
       const msgs = await consumer.consume({ max_messages: 1000 });
@@ -33,7 +36,7 @@ export async function rawJetStream(count: number, inflight: number): Promise<Thr
     await publishFullSpeed(count, inflight, (i) => js.publish("raw.bench", JSON.stringify({ id: `r${i}`, data: { i } })));
     await consumed;
     const secs = (performance.now() - t0) / 1000;
-    return { msgsPerSec: count / secs, ...percentiles(lat) };
+    return { msgsPerSec: count / secs, ...percentiles(lat), cpuUs: await cpu.end(count) };
   } finally {
     await nc.close();
     await nats.stop();

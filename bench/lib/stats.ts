@@ -58,4 +58,56 @@ export async function peakRssMiB(pid: number): Promise<number | undefined> {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in seconds; undefined off Linux. */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const { readFile } = await import("node:fs/promises");
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)). */
+const CLOCK_TICKS_PER_SEC = 100;
+
+/**
+ * CPU spent per message over a measured window, in µs, by who spent it: the benchmark's own
+ * process (publisher and sink), the nats-server(s), and the Herald node processes. Everything
+ * shares the same cores, so this says where the time goes, and what the baseline itself costs.
+ */
+export type CpuPerMessage = Record<"harness" | "nats" | "herald", number | undefined>;
+
+/** Starts a CPU window over these processes; `end(count)` gives µs per message for each group. */
+export async function cpuWindow(pids: { nats: readonly number[]; herald: readonly number[] }): Promise<{ end(count: number): Promise<CpuPerMessage> }> {
+  const sum = async (list: readonly number[]) => {
+    let total = 0;
+    for (const pid of list) {
+      const s = await cpuSeconds(pid);
+      if (s === undefined) return undefined;
+      total += s;
+    }
+    return total;
+  };
+  const harness0 = process.cpuUsage();
+  const nats0 = await sum(pids.nats);
+  const herald0 = await sum(pids.herald);
+  return {
+    async end(count: number) {
+      const h = process.cpuUsage(harness0);
+      const nats1 = await sum(pids.nats);
+      const herald1 = await sum(pids.herald);
+      const perMsg = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : ((b - a) * 1e6) / count);
+      return {
+        harness: (h.user + h.system) / count,
+        nats: perMsg(nats0, nats1),
+        herald: pids.herald.length === 0 ? undefined : perMsg(herald0, herald1),
+      };
+    },
+  };
+}
+
 export const log = (line: string) => process.stderr.write(`${line}\n`);
