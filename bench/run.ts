@@ -189,8 +189,13 @@ function render(r: Results): string {
     const ours = med(r.baseline.rounds.map((x) => x.thisBuild.msgsPerSec));
     const theirs = med(r.baseline.rounds.map((x) => x.baseline.msgsPerSec));
     const each = r.baseline.rounds.map((x) => ratio(x.thisBuild.msgsPerSec, x.baseline.msgsPerSec)).join(", ");
-    rows.push([`Herald 1 node, nats: this build, median of ${r.baseline.rounds.length}`, n(ours), "", "", "", ratio(ours, r.raw?.msgsPerSec), ratio(ours, bull?.msgsPerSec), `rounds alternate which build goes first`]);
-    rows.push([`Herald 1 node, nats: ${r.baseline.label}, median of ${r.baseline.rounds.length}`, n(theirs), "", "", "", ratio(theirs, r.raw?.msgsPerSec), ratio(theirs, bull?.msgsPerSec), `this build ÷ baseline ${ratio(ours, theirs)} (per round ${each})`]);
+    const rounds = r.baseline.rounds;
+    const cpuMed = (pick: (x: (typeof rounds)[number]) => HeraldResult) => {
+      const us = rounds.flatMap((x) => (pick(x).cpuUs?.herald === undefined ? [] : [pick(x).cpuUs!.herald!]));
+      return us.length === 0 ? "" : `; Herald nodes' CPU ${med(us).toFixed(0)} µs/msg`;
+    };
+    rows.push([`Herald 1 node, nats: this build, median of ${r.baseline.rounds.length}`, n(ours), "", "", "", ratio(ours, r.raw?.msgsPerSec), ratio(ours, bull?.msgsPerSec), `rounds alternate which build goes first${cpuMed((x) => x.thisBuild)}`]);
+    rows.push([`Herald 1 node, nats: ${r.baseline.label}, median of ${r.baseline.rounds.length}`, n(theirs), "", "", "", ratio(theirs, r.raw?.msgsPerSec), ratio(theirs, bull?.msgsPerSec), `this build ÷ baseline ${ratio(ours, theirs)} (per round ${each})${cpuMed((x) => x.baseline)}`]);
   }
   // A fixed offered load: its latency is the point; its rate is what was offered.
   row("Herald 1 node, nats, half load", r.heraldHalf, "latency at half of full speed", false);

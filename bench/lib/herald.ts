@@ -80,6 +80,8 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
     ...(s.cli === undefined ? {} : { cli: s.cli }),
     nodes: s.nodes,
     actors: EXAMPLE_ACTORS,
+    // As the example runs: no fault drills (a drill header is looked for only when they are on).
+    faultInjection: false,
     extra: {
       topics: { bench: topic },
       ...(s.maxInFlight ? { pipeline: { maxInFlight: s.maxInFlight } } : {}),

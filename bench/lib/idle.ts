@@ -12,6 +12,8 @@ export async function idleLatency(messages: number): Promise<Spread> {
   const c = await LocalCluster.start({
     nodes: 4,
     actors: EXAMPLE_ACTORS,
+    // As the example runs: no fault drills (a drill header is looked for only when they are on).
+    faultInjection: false,
     extra: { topics: { demo: { channel: "nats", template: EXAMPLE_TEMPLATE } } },
   });
   const arrived = new Map<string, number>();

@@ -27,6 +27,8 @@ async function fastRate(count: number, inflight: number, slowBacklog: number): P
   const c = await LocalCluster.start({
     nodes: 1,
     actors: EXAMPLE_ACTORS,
+    // As the example runs: no fault drills (a drill header is looked for only when they are on).
+    faultInjection: false,
     extra: { topics: { fast: { channel: "webhook", url: fast.url }, slow: { channel: "webhook", url: slow.url, timeoutMs: 30_000 } } },
   });
   try {
