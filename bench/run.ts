@@ -240,6 +240,9 @@ function render(r: Results): string {
       lines.push(`| ${name} | ${us(c.harness)} | ${us(c.nats)} | ${us(c.herald)} | ${us(total)} |`);
     }
   }
+  if (r.herald?.metrics) {
+    lines.push("", `/metrics of the one-node full-speed run, its last scrape (${r.herald.scrapes ?? 0} scrapes, once a second; Herald's series, buckets left out):`, "", "```", r.herald.metrics, "```");
+  }
   return `${lines.join("\n")}\n`;
 }
 

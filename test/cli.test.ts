@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { gatherStatus } from "../runtime/cli/commands/status.js";
+import { gatherStatus } from "../runtime/supervisor/cluster-status.js";
 import { freePort } from "../runtime/nats/server.js";
 import { CLI, runCli } from "./helpers/cluster.js";
 import { startTestNats, waitFor } from "./helpers/nats.js";

@@ -4,7 +4,7 @@
  * the dead-letter stream warns.
  */
 import { describe, expect, it } from "vitest";
-import { deadLetterWarnings } from "../runtime/cli/commands/status.js";
+import { deadLetterWarnings } from "../runtime/supervisor/cluster-status.js";
 import { judgeDelivery, POISON_STRIKES, type DeliveryFacts, type SuspectMark } from "../runtime/pipeline/poison.js";
 import { payloadRoomProblem } from "../runtime/pipeline/queue-io.js";
 import { backoffDelay, decideSettlement } from "../runtime/pipeline/settle.js";

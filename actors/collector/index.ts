@@ -12,6 +12,7 @@
 import { jetstream } from "@nats-io/jetstream";
 import { ensureBucket } from "../../runtime/nats/storage.js";
 import { Actor, type ActorContext, type ActorCounters, type ActorFactory } from "../../runtime/actor/index.js";
+import type { Counter, Gauge } from "../../runtime/metrics/meter.js";
 import type { CollectorConfig } from "../../runtime/config/schema.js";
 import type { Logger } from "../../runtime/log.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
@@ -27,6 +28,8 @@ const BUCKET_HISTORY = 5;
 
 class CollectorActor extends Actor {
   private runners: CollectorRunner[] = [];
+  /** Per runner: its metric handles and the counts already added to them. */
+  private readonly metered = new Map<CollectorRunner, { rows: Counter; errors: Counter; lag: Gauge; rowsSeen: number; errorsSeen: number }>();
 
   override async start(): Promise<void> {
     const { init, config, nc, log } = this.ctx;
@@ -65,6 +68,14 @@ class CollectorActor extends Actor {
         log,
       });
       this.runners.push(runner);
+      const { meter } = this.ctx;
+      this.metered.set(runner, {
+        rows: meter.counter("herald_collector_rows_total", { collector: c.name }),
+        errors: meter.counter("herald_collector_errors_total", { collector: c.name }),
+        lag: meter.gauge("herald_collector_lag_seconds", { collector: c.name }),
+        rowsSeen: 0,
+        errorsSeen: 0,
+      });
       runner.start();
     }
     log.info("collecting", { collectors: mine.map(({ c }) => c.name).join(","), epoch: init.epoch });
@@ -79,6 +90,7 @@ class CollectorActor extends Actor {
     let failed = 0;
     const gauges = { collectors: this.runners.length, failing: 0, fenced: 0, duplicates: 0, deadLettered: 0 };
     for (const r of this.runners) {
+      this.meterRunner(r);
       processed += r.queued;
       failed += r.failedCollections;
       gauges.duplicates += r.duplicates;
@@ -87,6 +99,18 @@ class CollectorActor extends Actor {
       if (r.state === "fenced") gauges.fenced++;
     }
     return { ...gauges, processed, failed };
+  }
+
+  /** Brings a runner's metrics up to date (called with every report, which reads stats first). */
+  private meterRunner(r: CollectorRunner): void {
+    const m = this.metered.get(r);
+    if (!m) return;
+    m.rows.add(r.queued - m.rowsSeen);
+    m.rowsSeen = r.queued;
+    m.errors.add(r.failedCollections - m.errorsSeen);
+    m.errorsSeen = r.failedCollections;
+    const last = r.lastSuccess;
+    m.lag.set(last === undefined ? 0 : Math.max(0, (Date.now() - last) / 1000));
   }
 }
 

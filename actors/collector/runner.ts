@@ -67,6 +67,11 @@ export class CollectorRunner {
     this.loopDone = this.loop();
   }
 
+  /** Wall-clock ms of the last collection that succeeded; undefined before the first. */
+  get lastSuccess(): number | undefined {
+    return this.lastSuccessAt;
+  }
+
   /** Ends the loop after the current batch and closes the source. */
   async stop(): Promise<void> {
     this.stopped = true;

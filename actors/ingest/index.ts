@@ -1,6 +1,6 @@
 /**
  * The ingest actor: the seed's SOA interface (`herald.submit`, request/reply) and input interface
- * (HTTP `POST /v1/messages` on the node's port, served by the node's first ingest actor).
+ * (HTTP `POST /v1/messages`: the node's HTTP server hands the body to an ingest actor of its node).
  * Both validate, queue durably, and answer only once JetStream has acknowledged the message.
  * Raw publishes on `herald.in.<topic>` need no actor: the queue stream captures them directly.
  */
@@ -13,22 +13,17 @@ import { errorText, TooLargeError } from "../../runtime/errors.js";
 import { decodeSubmission, validateSubmission } from "../../runtime/pipeline/envelope.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import type { Source } from "../../runtime/pipeline/types.js";
-import { HttpIngest } from "./http.js";
+import type { SubmitReply } from "../../runtime/pipeline/work.js";
 
-/** The answer to a submission, over NATS and HTTP alike. */
-export type SubmitReply =
-  | { ok: true; id: string; duplicate: boolean }
-  | { ok: false; error: string; reason: "invalid" | "unknown-topic" | "too-large" | "unavailable" };
 
 const newId = monotonicFactory();
 
 export class IngestActor extends Actor {
   private io!: QueueIO;
   private sub: Subscription | undefined;
-  private http: HttpIngest | undefined;
 
   override async start(): Promise<void> {
-    const { nc, config, init, names } = this.ctx;
+    const { nc, config, names } = this.ctx;
     this.io = new QueueIO(jetstream(nc), {
       prefix: config.subjectPrefix,
       maxPayload: nc.info?.max_payload ?? 1_048_576,
@@ -40,30 +35,35 @@ export class IngestActor extends Actor {
         if (!err) void this.onSubmit(msg);
       },
     });
-    const port = config.nodes.find((n) => n.name === init.node)?.http?.port;
-    if (port !== undefined && init.index === 0) {
-      this.http = new HttpIngest({
-        host: config.http.host,
-        port,
-        token: config.http.token,
-        maxBodyBytes: config.http.maxBodyBytes,
-        limits: config.limits,
-        node: init.node,
-        submit: (input) => this.submit(input, "http"),
-        log: this.ctx.log,
-      });
-      await this.http.listen();
-      this.ctx.log.info("HTTP ingest listening", { url: `http://${config.http.host}:${port}/v1/messages` });
-    }
   }
 
   override async drain(): Promise<void> {
     await this.sub?.drain();
-    await this.http?.close();
+  }
+
+  /**
+   * A `POST /v1/messages` body the node's HTTP server received (runtime/node/http-server.ts):
+   * decoded as strictly as every other path and queued with source `http`. Never rejects.
+   */
+  override async request(body: unknown): Promise<SubmitReply> {
+    if (!(body instanceof Uint8Array)) return { ok: false, error: "the HTTP body did not reach the ingest actor as bytes", reason: "invalid" };
+    const decoded = decodeSubmission(body, this.ctx.config.limits);
+    if (!decoded.ok) {
+      this.failed++;
+      this.ctx.meter.counter("herald_ingest_requests_total", { source: "http", result: "invalid" }).add();
+      return { ok: false, error: decoded.error, reason: "invalid" };
+    }
+    return this.submit(decoded.value, "http");
   }
 
   /** Validates and queues one submission; never throws. */
   async submit(input: unknown, source: Source): Promise<SubmitReply> {
+    const reply = await this.queue(input, source);
+    this.ctx.meter.counter("herald_ingest_requests_total", { source, result: reply.ok ? (reply.duplicate ? "duplicate" : "accepted") : reply.reason }).add();
+    return reply;
+  }
+
+  private async queue(input: unknown, source: Source): Promise<SubmitReply> {
     const { config } = this.ctx;
     const result = validateSubmission(input, {
       source,
@@ -94,7 +94,10 @@ export class IngestActor extends Actor {
     const reply: SubmitReply = decoded.ok
       ? await this.submit(decoded.value, "submit")
       : { ok: false, error: decoded.error, reason: "invalid" };
-    if (!decoded.ok) this.failed++;
+    if (!decoded.ok) {
+      this.failed++;
+      this.ctx.meter.counter("herald_ingest_requests_total", { source: "submit", result: "invalid" }).add();
+    }
     // Answer in the caller's encoding: JSON clients get JSON back.
     msg.respond(json ? new TextEncoder().encode(JSON.stringify(reply)) : encode(reply));
   }

@@ -9,12 +9,16 @@ import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor/index.js";
 import { decode, encode } from "../../runtime/codec/index.js";
 import { errorText } from "../../runtime/errors.js";
-import type { Outcome } from "../../runtime/pipeline/types.js";
+import type { TopicConfig } from "../../runtime/config/index.js";
+import type { Counter, Histogram } from "../../runtime/metrics/meter.js";
+import type { Outcome, PushMessage } from "../../runtime/pipeline/types.js";
 import type { PushReply, PushRequest } from "../../runtime/pipeline/work.js";
 import { createChannels, type Channels } from "./channels/index.js";
 
 class PusherActor extends Actor {
   private channels!: Channels;
+  /** Per topic (one channel each): its push series. */
+  private readonly meters = new Map<string, { duration: Histogram; delivered: Counter; retry: Counter; dead: Counter }>();
   private sub: Subscription | undefined;
 
   override async start(): Promise<void> {
@@ -43,7 +47,7 @@ class PusherActor extends Actor {
     }
     const topic = this.ctx.config.topics[req.topic];
     const outcomes: Outcome[] = topic
-      ? await Promise.all(req.messages.map((m) => this.channels.channelFor(topic).push(m, topic)))
+      ? await Promise.all(req.messages.map((m) => this.timedPush(req.topic, topic, m)))
       : req.messages.map(() => ({ outcome: "dead", reason: "unknown-topic", error: `topic "${req.topic}" is not in the cluster config` }));
     for (const o of outcomes) {
       if (o.outcome === "delivered") this.processed++;
@@ -51,6 +55,27 @@ class PusherActor extends Actor {
     }
     const reply: PushReply = { outcomes };
     msg.respond(encode(reply));
+  }
+
+  /** One push, timed and counted by outcome. */
+  private async timedPush(name: string, topic: TopicConfig, m: PushMessage): Promise<Outcome> {
+    const start = performance.now();
+    const o = await this.channels.channelFor(topic).push(m, topic);
+    let h = this.meters.get(name);
+    if (!h) {
+      const labels = { topic: name, channel: topic.channel };
+      const { meter } = this.ctx;
+      h = {
+        duration: meter.histogram("herald_push_duration_seconds", labels),
+        delivered: meter.counter("herald_pushes_total", { ...labels, outcome: "delivered" }),
+        retry: meter.counter("herald_pushes_total", { ...labels, outcome: "retry" }),
+        dead: meter.counter("herald_pushes_total", { ...labels, outcome: "dead" }),
+      };
+      this.meters.set(name, h);
+    }
+    h.duration.observe((performance.now() - start) / 1000);
+    h[o.outcome].add();
+    return o;
   }
 }
 

@@ -25,6 +25,7 @@ import type { DeadLetter } from "../../runtime/pipeline/streams.js";
 import type { Envelope, Outcome, PushMessage } from "../../runtime/pipeline/types.js";
 import { batchPayload, type PushReply, type RenderReply } from "../../runtime/pipeline/work.js";
 import type { Held } from "./lane.js";
+import type { SubQueueMetrics } from "./metrics.js";
 import { names } from "../../runtime/names.js";
 
 /** What became of a dispatch, for the caller's counters. */
@@ -66,6 +67,7 @@ export class Dispatcher {
     private readonly log: Logger,
     /** False once the actor drains: waits end, and what is unsettled goes back to the stream. */
     private readonly running: () => boolean,
+    private readonly metrics?: SubQueueMetrics,
   ) {
     this.rpc = new Rpc(nc, names(config.subjectPrefix).nodeInbox);
     this.batchBytes = Math.max(4096, Math.floor(io.payloadRoom / 4));
@@ -171,6 +173,7 @@ export class Dispatcher {
         switch (s.action) {
           case "ack":
             m.ack();
+            this.metrics?.settled(env, s);
             return "delivered";
           case "retry":
             await this.io.exception({
@@ -181,10 +184,12 @@ export class Dispatcher {
               delayMs: s.delayMs,
             });
             m.ack();
+            this.metrics?.settled(env, s);
             return "retrying";
           case "dead":
             await this.writeLetter(this.letter(env, s.reason, s.error), `${env.topic}:${env.id}:${m.info.stream}:${m.info.streamSequence}`, originalOf(m, this.config.subjectPrefix, h.entry));
             m.ack();
+            this.metrics?.settled(env, s);
             return "dead";
         }
       } catch (err) {
@@ -204,6 +209,7 @@ export class Dispatcher {
       try {
         await this.writeLetter(dl, `${dl.id}:${h.m.info.stream}:${h.m.info.streamSequence}`, original);
         h.m.ack();
+        this.metrics?.dead(dl.topic, dl.reason);
         return;
       } catch (err) {
         if (!(await this.writeFailed(h, failures, err))) return;

@@ -26,6 +26,7 @@ import { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import { originalOf, parseQueued, readExceptionEntry, unreadableLetter, type ParseContext } from "../../runtime/pipeline/stored.js";
 import { Dispatcher, type Settled } from "./dispatcher.js";
 import { TopicLane, type Held } from "./lane.js";
+import { SubQueueMetrics } from "./metrics.js";
 import { RulesView } from "./rules-view.js";
 import { SuspectLedger } from "./suspects.js";
 import { HEADER_DRILL } from "../../runtime/names.js";
@@ -47,6 +48,7 @@ export class SubQueueActor extends Actor {
   private view!: RulesView;
   private ledger!: SuspectLedger;
   private parseCtx!: ParseContext;
+  private metrics!: SubQueueMetrics;
   private readonly lanes = new Map<string, TopicLane>();
   private readonly inFlight = new Set<Held>();
   private running = true;
@@ -66,7 +68,8 @@ export class SubQueueActor extends Actor {
       isTopic: (t) => Object.hasOwn(topics, t),
     });
     this.parseCtx = { prefix: config.subjectPrefix, topics, limits: config.limits, now: this.clock.wall };
-    this.dispatcher = new Dispatcher(nc, this.io, config, this.clock, log, () => this.running);
+    this.metrics = new SubQueueMetrics(this.ctx.meter, topics, this.clock.wall);
+    this.dispatcher = new Dispatcher(nc, this.io, config, this.clock, log, () => this.running, this.metrics);
     this.ledger = new SuspectLedger(
       await bindBucket(nc, this.io.names.poisonBucket),
       `${init.node}/${init.id}`,
@@ -205,6 +208,7 @@ export class SubQueueActor extends Actor {
       void this.dispatcher.deadInput({ m }, parsed.dead);
       return;
     }
+    if (m.info.deliveryCount === 1) this.metrics.received(parsed.envelope);
     lane.add({ m, env: parsed.envelope });
     this.schedulePump();
   }

@@ -16,7 +16,7 @@
  * records how long that took; a cluster that does not recover in time is a failed fault.
  */
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import { gatherStatus } from "../../runtime/cli/commands/status.js";
+import { gatherStatus } from "../../runtime/supervisor/cluster-status.js";
 import { decode, encode } from "../../runtime/codec/index.js";
 import { randomIndex } from "../../runtime/rules/random.js";
 import type { ControlReply } from "../../runtime/supervisor/supervisor.js";

@@ -28,7 +28,14 @@ export interface HeraldScenario {
   cli?: string;
 }
 
+/** How often the scenarios scrape each node's /metrics while they run, ms (Prometheus' default is 15 s). */
+const SCRAPE_EVERY_MS = 1000;
+
 export interface HeraldResult extends ThroughputResult {
+  /** The last scrape of the first node's /metrics during the run: Herald's own series, Node.js defaults left out. */
+  metrics?: string;
+  /** Scrapes made during the run (every node, once a second). */
+  scrapes?: number;
   /** Peak RSS of each node process (supervisor and all its actor threads), MiB. */
   peakRssMiB: Record<string, number | undefined>;
 }
@@ -82,6 +89,8 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
     actors: EXAMPLE_ACTORS,
     // As the example runs: no fault drills (a drill header is looked for only when they are on).
     faultInjection: false,
+    // Every node has its HTTP port, scraped for metrics once a second during the run.
+    http: true,
     extra: {
       topics: { bench: topic },
       ...(s.maxInFlight ? { pipeline: { maxInFlight: s.maxInFlight } } : {}),
@@ -112,18 +121,44 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
       nats: c.nats.servers.map((sv) => sv.pid),
       herald: [...c.nodes.values()].flatMap((n) => (n.proc.pid === undefined ? [] : [n.proc.pid])),
     });
+    const scraper = scrapeWhileRunning(c);
     const t0 = performance.now();
     if (s.rate) await publishAtRate(s.count, s.rate, publish);
     else await publishFullSpeed(s.count, s.inflight, publish);
     await waitFor(() => sink.seen.size >= s.count, { timeoutMs: 600_000, intervalMs: 20, what: "every message at the sink" });
     const secs = (performance.now() - t0) / 1000;
     const cpuUs = await cpu.end(s.count);
+    const scraped = await scraper.stop();
     clearInterval(progress);
     const rss: Record<string, number | undefined> = {};
     for (const [name, n] of c.nodes) rss[name] = n.proc.pid === undefined ? undefined : await peakRssMiB(n.proc.pid);
-    return { msgsPerSec: s.count / secs, ...percentiles(sink.latencies), peakRssMiB: rss, cpuUs };
+    return { msgsPerSec: s.count / secs, ...percentiles(sink.latencies), peakRssMiB: rss, cpuUs, ...scraped };
   } finally {
     await c.stop();
     await sink.close();
   }
+}
+
+/** Scrapes every node's /metrics once a second until stopped; keeps the first node's last answer. */
+function scrapeWhileRunning(c: LocalCluster): { stop(): Promise<{ metrics?: string; scrapes: number }> } {
+  const urls = (c.config.nodes as { http?: { port: number } }[]).flatMap((n) => (n.http ? [`http://127.0.0.1:${n.http.port}/metrics`] : []));
+  let scrapes = 0;
+  let last: string | undefined;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await new Promise((r) => setTimeout(r, SCRAPE_EVERY_MS));
+      const texts = await Promise.all(urls.map((u) => fetch(u).then((r) => (r.ok ? r.text() : undefined), () => undefined)));
+      scrapes += urls.length;
+      if (texts[0] !== undefined) last = texts[0];
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      const own = last?.split("\n").filter((l) => /^herald_/.test(l) && !/^herald_(process|nodejs)_/.test(l) && !/_bucket\{/.test(l)).join("\n");
+      return { ...(own ? { metrics: own } : {}), scrapes };
+    },
+  };
 }

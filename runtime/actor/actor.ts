@@ -5,6 +5,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
 import type { Logger } from "../log.js";
+import type { Meter } from "../metrics/meter.js";
 import type { ActorCounters, ActorInit } from "./protocol.js";
 import { type Names } from "../names.js";
 
@@ -15,6 +16,8 @@ export interface ActorContext {
   nc: NatsConnection;
   names: Names;
   log: Logger;
+  /** The actor's metrics; the supervisor reads them with every ping (runtime/metrics). */
+  meter: Meter;
 }
 
 export abstract class Actor {
@@ -38,6 +41,11 @@ export abstract class Actor {
   /** Kind-specific gauges merged into the counters. */
   protected gauges(): Record<string, number> {
     return {};
+  }
+
+  /** A request from the supervisor (see ActorControl.request); kinds that take one override it. */
+  async request(_body: unknown): Promise<unknown> {
+    throw new Error(`a ${this.ctx.init.kind} actor takes no requests from its supervisor`);
   }
 
   stats(): ActorCounters {

@@ -10,11 +10,13 @@ import { configAccess, connectNats } from "../nats/connect.js";
 import { parentEndpoint } from "../platform/index.js";
 import type { Actor } from "./actor.js";
 import { loadActorFactory } from "./kinds.js";
-import type { ActorControl, ActorCounters, ActorInit } from "./protocol.js";
+import { EMPTY_SNAPSHOT, Meter } from "../metrics/meter.js";
+import type { ActorControl, ActorInit, ActorReport } from "./protocol.js";
 import { names } from "../names.js";
 
 let actor: Actor | undefined;
 let nc: NatsConnection | undefined;
+const meter = new Meter();
 
 const control: ActorControl = {
   async init(init: ActorInit): Promise<void> {
@@ -28,13 +30,21 @@ const control: ActorControl = {
       name: `herald:${init.node}:${init.id}`,
       inboxPrefix: names(init.subjectPrefix).nodeInbox,
     });
+    const reconnects = meter.counter("herald_nats_reconnects_total", { connection: init.kind });
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === "reconnect") reconnects.add();
+    })().catch(() => undefined);
     const createActor = await loadActorFactory(init.kind);
-    actor = createActor({ init, config, nc, names: names(init.subjectPrefix), log });
+    actor = createActor({ init, config, nc, names: names(init.subjectPrefix), log, meter });
     await actor.start();
   },
   ping: () => Date.now(),
-  stats(): ActorCounters {
-    return actor?.stats() ?? { processed: 0, failed: 0 };
+  report(): ActorReport {
+    return { stats: actor?.stats() ?? { processed: 0, failed: 0 }, metrics: actor ? meter.snapshot() : EMPTY_SNAPSHOT };
+  },
+  request(body: unknown): Promise<unknown> {
+    if (!actor) return Promise.reject(new Error("the actor is not started yet"));
+    return actor.request(body);
   },
   async drain(timeoutMs: number): Promise<void> {
     const work = (async () => {

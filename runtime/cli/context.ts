@@ -4,14 +4,11 @@
  * `nats` CLI's environment variables when set (NATS_USER, NATS_PASSWORD, NATS_CREDS, NATS_NKEY,
  * NATS_CA, NATS_CERT, NATS_KEY), else from the config.
  */
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connect } from "@nats-io/transport-node";
 import { resolve } from "node:path";
 import { loadConfig, type LoadedConfig } from "../config/index.js";
-import { HeraldError, errorText } from "../errors.js";
-import { bindBucket } from "../nats/buckets.js";
+import { HeraldError } from "../errors.js";
 import { clientOptions, configAccess, connectError, type NatsAccess, type NatsAuth } from "../nats/connect.js";
 
 export const DEFAULT_CONFIG = "cluster.config.json";
@@ -77,17 +74,3 @@ export async function connectCli(access: NatsAccess): Promise<NatsConnection> {
   }
 }
 
-/**
- * Binds a bucket the nodes create (`what` names it: "rules", "registry"); a missing one means the
- * cluster has never been started on this NATS, and is said so in one line.
- */
-export async function openClusterBucket(nc: NatsConnection, bucket: string, what: string): Promise<KV> {
-  try {
-    return await bindBucket(nc, bucket);
-  } catch (err) {
-    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
-      throw new HeraldError("NO_CLUSTER", `no ${what} bucket ${bucket} on this NATS: has the cluster been started? (herald start)`);
-    }
-    throw new HeraldError("NATS", `cannot open the ${what} bucket ${bucket}: ${errorText(err)}`);
-  }
-}

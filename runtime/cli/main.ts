@@ -3,12 +3,10 @@
  * The `herald` command. Errors a user can fix are one line on stderr and exit code 1; usage
  * errors exit 2; anything else is a bug and shows its stack.
  */
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError } from "../config/index.js";
 import { HeraldError } from "../errors.js";
-import { repoRoot } from "../platform/repo.js";
+import { heraldVersion } from "../platform/repo.js";
 import { NatsServerMissingError, NatsServerStartError } from "../nats/server.js";
 
 export const HELP = `herald — message-push cluster runtime on NATS
@@ -16,7 +14,11 @@ export const HELP = `herald — message-push cluster runtime on NATS
 Usage:
   herald start  [-c FILE] [--node NAME]      start every node of the config (and the embedded
                                              nats-server), or with --node that node alone
-  herald status [-c FILE] [--json]           cluster status from the supervisors and the registry
+  herald status [-c FILE] [--json] [--watch [--interval S]]
+                                             cluster status from the supervisors and the registry;
+                                             --watch: again every S seconds (default 2) until
+                                             Ctrl-C, redrawn in place on a terminal (piped: one
+                                             status after another; with --json, one line each)
   herald doctor [-c FILE] [--json]           check the deployment: login, server version and
                                              JetStream, replicas vs cluster size, durability, auth,
                                              max_payload, storage, streams; ok / warn / fail with
@@ -92,7 +94,7 @@ const topic = { topic: { type: "string" } } satisfies ParseArgsConfig["options"]
 /** Options of each command; `rules` and `dlq` are keyed with their action, which decides the options. */
 const commands: Record<string, { options: ParseArgsConfig["options"]; positionals: number }> = {
   start: { options: { ...common, node: { type: "string" } }, positionals: 0 },
-  status: { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
+  status: { options: { ...common, json: { type: "boolean" }, watch: { type: "boolean" }, interval: { type: "string" } }, positionals: 0 },
   doctor: { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
   stop: { options: { ...common, node: { type: "string" } }, positionals: 0 },
   fault: { options: { ...common, node: { type: "string" }, actor: { type: "string" } }, positionals: 1 },
@@ -121,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "--version" || command === "-v" || command === "version") {
-    process.stdout.write(`herald ${await version()}\n`);
+    process.stdout.write(`herald ${heraldVersion()}\n`);
     return 0;
   }
   let rest = args;
@@ -183,11 +185,6 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./commands/dlq.js")).dlqCommand(action, parsed.positionals, flags);
   }
   return 2;
-}
-
-/** This package's version, from its package.json. */
-async function version(): Promise<string> {
-  return (JSON.parse(await readFile(join(repoRoot(import.meta.url), "package.json"), "utf8")) as { version: string }).version;
 }
 
 function isHelp(arg: string): boolean {

@@ -3,7 +3,7 @@ import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { LoadedConfig } from "../config/index.js";
 import { HeraldError } from "../errors.js";
-import { openClusterBucket } from "./context.js";
+import { openClusterBucket } from "../nats/buckets.js";
 import { names } from "../names.js";
 
 /** Opens the rules bucket, or says in one line that the cluster has never been started. */

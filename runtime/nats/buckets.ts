@@ -15,9 +15,10 @@
  *
  * @throws the client's JetStreamApiError (code StreamNotFound) when there is no such bucket.
  */
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { errorText, HeraldError } from "../errors.js";
 
 export interface BindBucketOptions {
   /**
@@ -41,4 +42,19 @@ export async function bindBucket(nc: NatsConnection, bucket: string, opts: BindB
   const { streamInfo } = await (await kvm.open(bucket)).status();
   // A bucket some other tool made without direct gets is read the ordinary way.
   return kvm.open(bucket, { allow_direct: streamInfo.config.allow_direct === true && opts.leaderReads !== true });
+}
+
+/**
+ * Binds a bucket the nodes create (`what` names it: "rules", "registry"); a missing one means the
+ * cluster has never been started on this NATS, and is said so in one line.
+ */
+export async function openClusterBucket(nc: NatsConnection, bucket: string, what: string): Promise<KV> {
+  try {
+    return await bindBucket(nc, bucket);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
+      throw new HeraldError("NO_CLUSTER", `no ${what} bucket ${bucket} on this NATS: has the cluster been started? (herald start)`);
+    }
+    throw new HeraldError("NATS", `cannot open the ${what} bucket ${bucket}: ${errorText(err)}`);
+  }
 }

@@ -34,6 +34,14 @@ export interface PushReply {
 }
 
 /**
+ * The answer to a submission (`herald.submit`, and `POST /v1/messages`, which the node's HTTP
+ * server hands to an ingest actor of its node over its control channel).
+ */
+export type SubmitReply =
+  | { ok: true; id: string; duplicate: boolean }
+  | { ok: false; error: string; reason: "invalid" | "unknown-topic" | "too-large" | "unavailable" };
+
+/**
  * Encodes a request whose items were encoded one by one (to size the batch), without encoding them
  * again: msgpack `{ <key>: [ ...items ] }` plus any `extra` string fields, written by hand.
  */

@@ -1,5 +1,5 @@
 /** Finding the Herald checkout a module runs from (from source under vitest and from dist/ alike). */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -12,4 +12,12 @@ export function repoRoot(moduleUrl: string): string {
     dir = parent;
   }
   return dir;
+}
+
+let version: string | undefined;
+
+/** Herald's version, from its package.json. */
+export function heraldVersion(): string {
+  version ??= (JSON.parse(readFileSync(path.join(repoRoot(import.meta.url), "package.json"), "utf8")) as { version: string }).version;
+  return version;
 }

@@ -7,6 +7,7 @@ import type { ActorKind } from "../config/index.js";
 import type { ActorControl, ActorCounters, ActorInit } from "../actor/protocol.js";
 import { ActorUnavailableError, TimeoutError, errorText } from "../errors.js";
 import type { Logger } from "../log.js";
+import { EMPTY_SNAPSHOT, mergeSnapshots, withoutGauges, type MetricSnapshot } from "../metrics/meter.js";
 import { monotonicNow, spawnWorker, type WorkerEnd, type WorkerThread } from "../platform/index.js";
 import { RestartPolicy, type RestartOptions } from "./restart-policy.js";
 
@@ -65,6 +66,9 @@ export class ActorHost {
   private stats: ActorCounters = { processed: 0, failed: 0 };
   /** Counters of earlier incarnations, so totals survive restarts. */
   private carried = { processed: 0, failed: 0 };
+  /** The running incarnation's metrics as of its last report, and its predecessors' counts. */
+  private metricsNow: MetricSnapshot = EMPTY_SNAPSHOT;
+  private metricsCarried: MetricSnapshot = EMPTY_SNAPSHOT;
   private readonly startWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: ActorHostOptions) {
@@ -94,6 +98,37 @@ export class ActorHost {
       ...(this.lastError ? { lastError: this.lastError } : {}),
       ...(Object.keys(gauges).length > 0 ? { gauges } : {}),
     };
+  }
+
+  /**
+   * Every count this actor has made, earlier incarnations included: their counters and histograms
+   * as of their last report (what a thread counted after it is lost with it), and the running
+   * one's, asked for now when it is running (as of its last ping otherwise).
+   */
+  async metrics(): Promise<MetricSnapshot> {
+    const proxy = this.proxy;
+    if (proxy && this.state === "running") {
+      const generation = this.generation;
+      try {
+        const r = await this.call("report", () => proxy.report(), this.opts.pingTimeoutMs);
+        if (generation === this.generation) this.take(r.stats, r.metrics);
+      } catch {
+        // Its last ping's figures stand.
+      }
+    }
+    return mergeSnapshots([this.metricsCarried, this.metricsNow]);
+  }
+
+  /** A kind's own request (ActorControl.request), answered within `timeoutMs`. */
+  async request(body: unknown, timeoutMs: number): Promise<unknown> {
+    const proxy = this.proxy;
+    if (!proxy || this.state !== "running") throw new ActorUnavailableError(this.id, `it is ${this.state}`);
+    return this.call("request", () => proxy.request(body), timeoutMs);
+  }
+
+  /** True while the thread is up and answering. */
+  get running(): boolean {
+    return this.state === "running";
   }
 
   /** Fault drill: the thread throws an uncaught error and dies (`crash`), or spins forever (`hang`). */
@@ -129,6 +164,8 @@ export class ActorHost {
     this.carried.processed += this.stats.processed;
     this.carried.failed += this.stats.failed;
     this.stats = { processed: 0, failed: 0 };
+    this.metricsCarried = mergeSnapshots([this.metricsCarried, withoutGauges(this.metricsNow)]);
+    this.metricsNow = EMPTY_SNAPSHOT;
     const thread = spawnWorker(this.opts.entry, `${this.opts.init.node}/${this.id}`);
     this.thread = thread;
     const proxy = Comlink.wrap<ActorControl>(thread.endpoint);
@@ -156,7 +193,8 @@ export class ActorHost {
     const proxy = this.proxy;
     if (generation !== this.generation || this.state !== "running" || !proxy) return;
     try {
-      this.stats = await this.call("ping", () => proxy.stats(), this.opts.pingTimeoutMs);
+      const r = await this.call("ping", () => proxy.report(), this.opts.pingTimeoutMs);
+      if (generation === this.generation) this.take(r.stats, r.metrics);
     } catch (err) {
       if (generation !== this.generation || this.state !== "running") return;
       if (err instanceof TimeoutError) {
@@ -198,6 +236,11 @@ export class ActorHost {
       this.opts.onEvent?.({ type: "actor.restarted", actor: this.id, reason, restarts: this.restarts });
       void this.spawn();
     }, decision.delayMs);
+  }
+
+  private take(stats: ActorCounters, metrics: MetricSnapshot): void {
+    this.stats = stats;
+    this.metricsNow = metrics;
   }
 
   /** Every control call goes through here: it settles even if the thread dies mid-call. */

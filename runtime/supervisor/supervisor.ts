@@ -64,6 +64,10 @@ export class Supervisor {
   private lease!: MasterLease;
   private heartbeat!: HeartbeatWriter;
   private lastBeatOk = monotonicNow();
+  private beaten = false;
+  private natsUp = false;
+  private reconnects = 0;
+  private stopReason: string | undefined;
   private readMark = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private watch: WatchHandle | undefined;
@@ -102,6 +106,8 @@ export class Supervisor {
       return;
     }
     const nc = this.nc;
+    this.natsUp = true;
+    void this.followConnection(nc).catch(() => (this.natsUp = false));
     const room = payloadRoomProblem(config.limits.maxPayloadBytes, nc.info?.max_payload ?? Number.MAX_SAFE_INTEGER);
     if (room !== undefined) throw new HeraldError("CONFIG", room);
     const storage = { nc, replicas: config.nats.replicas, log: this.log };
@@ -192,8 +198,69 @@ export class Supervisor {
 
   /** Drains actors, gives up the lease, records `stopped`, closes NATS. Idempotent. */
   stop(reason: string): Promise<void> {
+    this.stopReason ??= reason;
     this.stopping ??= this.shutdown(reason);
     return this.stopping;
+  }
+
+  // What the node's HTTP server and metrics read (runtime/node/ops.ts).
+
+  get nodeName(): string {
+    return this.node.name;
+  }
+
+  /** The supervisor's NATS connection, once made. */
+  connection(): NatsConnection | undefined {
+    return this.nc;
+  }
+
+  natsConnected(): boolean {
+    return this.natsUp;
+  }
+
+  natsReconnects(): number {
+    return this.reconnects;
+  }
+
+  isMaster(): boolean {
+    return this.lease?.isMaster() ?? false;
+  }
+
+  /** The master lease as last read; undefined before the first read. */
+  masterHolder(): { node: string | null; epoch: number } | undefined {
+    return this.lease?.holder();
+  }
+
+  /** Whether node `name` is alive as this supervisor judges it. */
+  judgedAlive(name: string): boolean {
+    return name === this.node.name || this.judge.judge(name, monotonicNow())?.state === "alive";
+  }
+
+  /** Every actor of the node, collectors included. */
+  actorHosts(): readonly ActorHost[] {
+    return [...this.hosts, ...this.collectors];
+  }
+
+  /** Time since the last registry write that succeeded; undefined before the first. */
+  heartbeatAgeMs(): number | undefined {
+    return this.beaten ? monotonicNow() - this.lastBeatOk : undefined;
+  }
+
+  /** Why the node is stopping; undefined while it runs. */
+  stoppingReason(): string | undefined {
+    return this.stopReason;
+  }
+
+  /** Tracks the connection's state for readiness and metrics. */
+  private async followConnection(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") this.natsUp = false;
+      else if (s.type === "reconnect") {
+        this.natsUp = true;
+        this.reconnects++;
+      }
+    }
+    this.natsUp = false;
   }
 
   private async shutdown(reason: string): Promise<void> {
@@ -241,6 +308,7 @@ export class Supervisor {
       actors: this.actorSummaries(),
     });
     this.lastBeatOk = monotonicNow();
+    this.beaten = true;
   }
 
   private actorSummaries() {

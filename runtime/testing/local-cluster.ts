@@ -11,7 +11,7 @@ import { basename, join, resolve } from "node:path";
 import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
 import { connect } from "@nats-io/transport-node";
 import { decode } from "../codec/index.js";
-import { collectReports, gatherStatus } from "../cli/commands/status.js";
+import { collectReports, gatherStatus } from "../supervisor/cluster-status.js";
 import type { ClusterStatus, NodeReport } from "../supervisor/status.js";
 import { freePort } from "../nats/server.js";
 import { LAUNCHER_PIPE_ENV } from "../lifecycle/index.js";

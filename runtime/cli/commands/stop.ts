@@ -2,7 +2,8 @@ import type { KV } from "@nats-io/kv";
 import { errorText, HeraldError } from "../../errors.js";
 import { monotonicNow } from "../../platform/index.js";
 import { parseRecord } from "../../supervisor/registry.js";
-import { connectCli, loadFromFlags, openClusterBucket, accessFor, type CommonFlags } from "../context.js";
+import { openClusterBucket } from "../../nats/buckets.js";
+import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { names, nodeKey } from "../../names.js";
 
 export interface StopFlags extends CommonFlags {

@@ -1,0 +1,96 @@
+/**
+ * The node HTTP API as an OpenAPI 3.1 document (`GET /openapi.json`). Written out here beside the
+ * server (runtime/node/http-server.ts); test/node-http.test.ts checks that every route the server
+ * answers is described and that the documented status codes are the ones it sends.
+ */
+import { heraldVersion } from "../platform/repo.js";
+
+const json = (schema: object, description: string) => ({ description, content: { "application/json": { schema } } });
+const text = (description: string) => ({ description, content: { "text/plain": { schema: { type: "string" } } } });
+const error = { $ref: "#/components/schemas/Error" };
+const bearer = [{ bearer: [] }];
+
+/** The document, with this build's version. */
+export function openApiDocument(): object {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Herald node HTTP API",
+      version: heraldVersion(),
+      description:
+        "Served by every Herald node on its nodes[].http.port. With http.token set, the /v1 endpoints and /metrics need `Authorization: Bearer <token>`; the probes and this document do not.",
+    },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "The config's http.token (absent: no token needed)." } },
+      schemas: {
+        Submission: {
+          type: "object",
+          required: ["topic"],
+          properties: {
+            topic: { type: "string", description: "A topic of the cluster config." },
+            data: { type: "object", description: "Your fields; the topic's template reads them. Default {}.", additionalProperties: true },
+            to: { type: "string", description: "The recipient." },
+            id: { type: "string", description: "Your own message id (default: a new ULID); an id already queued is not queued again." },
+          },
+          additionalProperties: false,
+        },
+        Accepted: {
+          type: "object",
+          required: ["id", "duplicate"],
+          properties: { id: { type: "string" }, duplicate: { type: "boolean", description: "true: a message with this id was already queued, and this one was not queued again." } },
+        },
+        Error: {
+          type: "object",
+          required: ["error"],
+          properties: {
+            error: { type: "string", description: "What was wrong, where, and how to fix it." },
+            reason: { type: "string", enum: ["invalid", "unknown-topic", "too-large", "unavailable"] },
+          },
+        },
+        Status: { type: "object", description: "The cluster status: the same JSON as `herald status --json` (cluster, master, nodes, queue, exceptions, collectors, warnings)." },
+      },
+    },
+    paths: {
+      "/v1/messages": {
+        post: {
+          summary: "Submit a message; answered once it is durable",
+          security: bearer,
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/Submission" } } } },
+          responses: {
+            "202": json({ $ref: "#/components/schemas/Accepted" }, "Durably queued (or already queued, duplicate: true)."),
+            "400": json(error, "Not a valid submission (reason invalid)."),
+            "401": json(error, "Missing or wrong bearer token."),
+            "404": json(error, "The topic is not in the cluster config (reason unknown-topic)."),
+            "413": json(error, "The body or the message is too large (reason too-large)."),
+            "415": json(error, "The content-type is not application/json."),
+            "503": json(error, "The queue cannot take it now, or no ingest actor runs on this node (reason unavailable); retry after the Retry-After header's seconds."),
+          },
+        },
+      },
+      "/v1/status": {
+        get: {
+          summary: "The cluster status",
+          security: bearer,
+          responses: { "200": json({ $ref: "#/components/schemas/Status" }, "The status."), "401": json(error, "Missing or wrong bearer token.") },
+        },
+      },
+      "/metrics": {
+        get: {
+          summary: "Prometheus metrics of this node (text format 0.0.4, series prefixed herald_)",
+          security: bearer,
+          responses: { "200": text("The metrics."), "401": json(error, "Missing or wrong bearer token.") },
+        },
+      },
+      "/livez": { get: { summary: "Liveness: the process and its supervisor work", responses: { "200": text("ok"), "503": text("not live: the reason (the node is stopping).") } } },
+      "/healthz": { get: { summary: "Liveness (an alias of /livez)", responses: { "200": text("ok"), "503": text("not live: the reason.") } } },
+      "/readyz": {
+        get: {
+          summary: "Readiness: NATS connected, the heartbeat fresh, every actor running, a master known",
+          parameters: [{ name: "verbose", in: "query", required: false, schema: { type: "string" }, description: "Present: one line per check, [+] passed or [-] failed with what was seen." }],
+          responses: { "200": text("ok (verbose: the checks)."), "503": text("not ready: the failed checks and why.") },
+        },
+      },
+      "/openapi.json": { get: { summary: "This document", responses: { "200": json({ type: "object" }, "The OpenAPI 3.1 document.") } } },
+    },
+  };
+}

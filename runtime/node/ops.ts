@@ -1,0 +1,118 @@
+/**
+ * What a node's HTTP port answers about the node (runtime/node/http-server.ts): submissions
+ * handed to its ingest actors, the cluster status, its metrics, liveness and readiness — all read
+ * from its supervisor.
+ */
+import { mergeSnapshots } from "../metrics/meter.js";
+import { NodeMetrics } from "../metrics/node-metrics.js";
+import type { HeraldConfig } from "../config/index.js";
+import { errorText } from "../errors.js";
+import { heraldVersion } from "../platform/repo.js";
+import { gatherStatus, pipelineCounts } from "../supervisor/cluster-status.js";
+import type { Supervisor } from "../supervisor/supervisor.js";
+import type { SubmitReply } from "../pipeline/work.js";
+import type { NodeHttpApp, ReadyCheck } from "./http-server.js";
+
+/** An HTTP submission waits this long for the ingest actor's answer (it answers once durable), ms. */
+const SUBMIT_TIMEOUT_MS = 30_000;
+/** Stream counts for the metrics are read at most this often, ms. */
+const PIPELINE_CACHE_MS = 1000;
+
+export class NodeOps implements NodeHttpApp {
+  readonly node: string;
+  readonly #metrics: NodeMetrics;
+  #turn = 0;
+  #pipeline: { at: number; value: Promise<{ queue: number; exceptions: number; dead: number } | undefined> } | undefined;
+
+  constructor(
+    private readonly supervisor: Supervisor,
+    private readonly config: HeraldConfig,
+  ) {
+    this.node = supervisor.nodeName;
+    this.#metrics = new NodeMetrics({
+      node: this.node,
+      cluster: config.cluster,
+      version: heraldVersion(),
+      isMaster: () => supervisor.isMaster(),
+      masterEpoch: () => supervisor.masterHolder()?.epoch ?? null,
+      actors: () => supervisor.actorHosts().map((h) => h.summary()),
+      actorMetrics: async () => mergeSnapshots(await Promise.all(supervisor.actorHosts().map((h) => h.metrics()))),
+      heartbeatAgeSeconds: () => (supervisor.heartbeatAgeMs() ?? 0) / 1000,
+      natsReconnects: () => supervisor.natsReconnects(),
+      pipeline: () => this.#pipelineCounts(),
+    });
+  }
+
+  async submit(body: Uint8Array): Promise<SubmitReply> {
+    const ingest = this.supervisor.actorHosts().filter((h) => h.kind === "ingest" && h.running);
+    if (ingest.length === 0) {
+      const configured = this.config.nodes.find((n) => n.name === this.node)?.actors.ingest ?? 0;
+      const why = configured === 0 ? `node ${this.node} runs no ingest actor (nodes[].actors.ingest is 0)` : `no ingest actor of node ${this.node} is running now`;
+      return { ok: false, error: `${why}: submit on another node, or over NATS (herald.submit)`, reason: "unavailable" };
+    }
+    const host = ingest[this.#turn++ % ingest.length]!;
+    try {
+      return (await host.request(body, SUBMIT_TIMEOUT_MS)) as SubmitReply;
+    } catch (err) {
+      return { ok: false, error: `the ingest actor did not answer: ${errorText(err)}`, reason: "unavailable" };
+    }
+  }
+
+  async status(): Promise<unknown> {
+    const nc = this.supervisor.connection();
+    if (!nc) throw new Error("not connected to NATS yet");
+    return gatherStatus(nc, this.config);
+  }
+
+  async metrics(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.#metrics.contentType, text: await this.#metrics.text() };
+  }
+
+  notLive(): string | undefined {
+    const reason = this.supervisor.stoppingReason();
+    return reason === undefined ? undefined : `the node is stopping (${reason})`;
+  }
+
+  readiness(): ReadyCheck[] {
+    const s = this.supervisor;
+    const stopping = s.stoppingReason();
+    const age = s.heartbeatAgeMs();
+    const { timeoutMs } = this.config.heartbeat;
+    const notRunning = s.actorHosts().filter((h) => !h.running).map((h) => `${h.id} ${h.summary().state}`);
+    const holder = s.masterHolder();
+    const masterDetail = () => {
+      if (!holder || holder.node === null) return { ok: false, detail: "no node holds the master lease" };
+      if (!s.judgedAlive(holder.node)) return { ok: false, detail: `the lease names ${holder.node} (epoch ${holder.epoch}), which is not alive` };
+      return { ok: true, detail: `${holder.node} at epoch ${holder.epoch}` };
+    };
+    return [
+      { name: "running", ok: stopping === undefined, detail: stopping === undefined ? "the node is running" : `the node is stopping (${stopping})` },
+      { name: "nats", ok: s.natsConnected(), detail: s.natsConnected() ? "connected" : s.connection() ? "disconnected, reconnecting" : "not connected yet" },
+      {
+        name: "heartbeat",
+        ok: age !== undefined && age < timeoutMs,
+        detail: age === undefined ? "no registry record written yet" : `last written ${(age / 1000).toFixed(1)} s ago (dead after ${timeoutMs / 1000} s)`,
+      },
+      {
+        name: "actors",
+        ok: s.actorHosts().length > 0 && notRunning.length === 0,
+        detail: s.actorHosts().length === 0 ? "not started yet" : notRunning.length === 0 ? `${s.actorHosts().length} running` : `not running: ${notRunning.join(", ")}`,
+      },
+      { name: "master", ...masterDetail() },
+    ];
+  }
+
+  #pipelineCounts(): Promise<{ queue: number; exceptions: number; dead: number } | undefined> {
+    const nc = this.supervisor.connection();
+    if (!nc) return Promise.resolve(undefined);
+    const now = performance.now();
+    if (!this.#pipeline || now - this.#pipeline.at > PIPELINE_CACHE_MS) {
+      const value = pipelineCounts(nc, this.config.subjectPrefix).then(
+        (c) => ({ queue: c.queue.pending, exceptions: c.exceptions.retrying, dead: c.exceptions.dead }),
+        () => undefined,
+      );
+      this.#pipeline = { at: now, value };
+    }
+    return this.#pipeline.value;
+  }
+}
