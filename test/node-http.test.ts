@@ -204,6 +204,10 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     expect(res.status).toBe(404);
     expect(res.text).toContain("openapi.json");
     expect((await fetch(`${base}/livez`, { method: "POST" })).status).toBe(405);
+    expect((await fetch(`${base}/livez`, { method: "HEAD" })).status).toBe(200);
+    // A malformed escape in the path or the query is a 404 or ignored, never a crash.
+    expect((await get(`${base}/%E0%A4%A`)).status).toBe(404);
+    expect((await get(`${base}/readyz?verbose=%ZZ`)).status).toBe(200);
   });
 
   test("/readyz fails with the reason while NATS is down and recovers after; /livez stays 200", async () => {

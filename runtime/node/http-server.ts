@@ -95,7 +95,8 @@ export class NodeHttpServer {
     this.#server = createServer((req, res) => {
       const path = (req.url ?? "/").split("?")[0]!;
       const run = async () => {
-        const found = this.#router.find(req.method as "GET", path);
+        // HEAD is answered as GET (Node sends the headers without the body).
+        const found = this.#router.find((req.method === "HEAD" ? "GET" : req.method) as "GET", path);
         if (found) return found.handler(req, res, found.params, found.store, found.searchParams);
         const methods = (["GET", "POST"] as const).filter((m) => this.#router.find(m, path));
         if (methods.length > 0) {
