@@ -10,6 +10,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import SwaggerParser from "@apidevtools/swagger-parser";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { freePort } from "../runtime/nats/server.js";
 import { CLI, LocalCluster, waitFor } from "../runtime/testing/index.js";
@@ -67,11 +68,22 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
   let cluster: LocalCluster;
   let hook: Server;
   let base: string;
+  /** The webhook refuses (400) until a test lets it accept; what it accepted, by message id. */
+  let hookAccepts = false;
+  const hookGot: string[] = [];
 
   beforeAll(async () => {
     expect(existsSync(PROMETHEUS), `${PROMETHEUS} missing: apt-get install prometheus (the metrics test scrapes with a real Prometheus)`).toBe(true);
     // A receiver that refuses everything with 400: its messages become dead letters (rejected).
-    hook = createServer((req, res) => req.resume().on("end", () => res.writeHead(400).end("no")));
+    hook = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        if (!hookAccepts) return res.writeHead(400).end("no");
+        hookGot.push((JSON.parse(body) as { id: string }).id);
+        res.writeHead(200).end();
+      });
+    });
     await new Promise<void>((r) => hook.listen(0, "127.0.0.1", () => r()));
     cluster = await LocalCluster.start({
       nodes: 1,
@@ -184,6 +196,8 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
   test("/openapi.json describes every route, and the statuses the server sends", async () => {
     const doc = JSON.parse((await get(`${base}/openapi.json`)).text) as { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
     expect(doc.openapi).toBe("3.1.0");
+    // Valid against the OpenAPI 3.1 schema (swagger-parser throws with every problem otherwise).
+    await SwaggerParser.validate(structuredClone(doc) as never);
     const documented = (p: string, method: string, status: number) => Object.hasOwn(doc.paths[p]?.[method]?.responses ?? {}, String(status));
     const seen: [string, string, number][] = [
       ["/v1/messages", "post", (await post(`${base}/v1/messages`, { topic: "demo", data: {} })).status],
@@ -199,6 +213,10 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
       ["/openapi.json", "get", (await get(`${base}/openapi.json`)).status],
     ];
     expect(new Set(seen.map((s) => s[2]))).toEqual(new Set([202, 400, 404, 401, 415, 200]));
+    // The operator's API is in the document too, path by path.
+    for (const p of ["/v1/dead-letters", "/v1/dead-letters/replay", "/v1/dead-letters/purge", "/v1/rules", "/v1/topics/{topic}/rules", "/v1/pause", "/v1/resume", "/v1/topics/{topic}/pause", "/v1/topics/{topic}/resume"]) {
+      expect(doc.paths[p], p).toBeDefined();
+    }
     for (const [p, m, status] of seen) expect(documented(p, m, status), `${m.toUpperCase()} ${p} answered ${status}, which the document does not list`).toBe(true);
     const res = await get(`${base}/no/such/thing`);
     expect(res.status).toBe(404);
@@ -208,6 +226,55 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     // A malformed escape in the path or the query is a 404 or ignored, never a crash.
     expect((await get(`${base}/%E0%A4%A`)).status).toBe(404);
     expect((await get(`${base}/readyz?verbose=%ZZ`)).status).toBe(200);
+  });
+
+  test("the operator's API: dead letters listed, filtered, replayed and purged; rules refused with the CLI's words or merged; pause and resume", async () => {
+    const call = async (method: string, p: string, body?: unknown) => {
+      const res = await fetch(`${base}${p}`, { method, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }) });
+      return { status: res.status, json: (await res.json()) as any };
+    };
+    const listed = await call("GET", "/v1/dead-letters?topic=hook");
+    expect(listed.status).toBe(200);
+    expect(listed.json.total).toBe(5);
+    expect(listed.json.letters.map((l: any) => l.reason)).toEqual(Array(5).fill("rejected"));
+    const first = listed.json.letters[0].id as string;
+    expect((await call("GET", `/v1/dead-letters?id=${first}`)).json.letters.map((l: any) => l.id)).toEqual([first]);
+    expect((await call("GET", "/v1/dead-letters?reason=poison")).json).toEqual({ total: 0, letters: [] });
+    expect((await call("GET", "/v1/dead-letters?limit=0")).status).toBe(400);
+    expect((await fetch(`${base}/v1/dead-letters`)).status).toBe(401);
+
+    // Replay one once the receiver accepts: it arrives, and its letter is gone.
+    hookAccepts = true;
+    const replayed = await call("POST", "/v1/dead-letters/replay", { ids: [first] });
+    expect(replayed).toEqual({ status: 200, json: { replayed: [first], refused: [] } });
+    await waitFor(() => hookGot.includes(first), { timeoutMs: 20_000, what: "the replayed letter at the webhook" });
+    expect((await call("GET", "/v1/dead-letters?topic=hook")).json.total).toBe(4);
+    expect((await call("POST", "/v1/dead-letters/replay", { ids: ["no-such-letter"] })).status).toBe(404);
+    expect((await call("POST", "/v1/dead-letters/replay", { ids: [] })).status).toBe(400);
+    expect((await call("POST", "/v1/dead-letters/replay", "{not json")).status).toBe(400);
+    expect((await call("POST", "/v1/dead-letters/purge", { all: true, topic: "hook", reason: "rejected" })).json).toEqual({ purged: 4 });
+    // What is left is the openapi test's message that does not render (no name for Hello {{name}}).
+    expect((await call("GET", "/v1/dead-letters")).json.letters.map((l: any) => [l.topic, l.reason])).toEqual([["demo", "render"]]);
+
+    // Rules: an invalid patch is refused with the CLI's reason and changes nothing; a valid one merges.
+    const before = (await call("GET", "/v1/topics/demo/rules")).json;
+    const bad = await call("PUT", "/v1/topics/demo/rules", { primary: "sideways" });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toContain("nothing was changed");
+    const cli = await cluster.cli(["rules", "set", "--topic", "demo", "--json", '{"primary":"sideways"}', "-c", cluster.configFile]);
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr).toContain(bad.json.error.split("\n")[0]);
+    expect((await call("GET", "/v1/topics/demo/rules")).json).toEqual(before);
+    const good = await call("PUT", "/v1/topics/demo/rules", { maxCount: 7 });
+    expect(good.status).toBe(200);
+    expect(good.json.rule.maxCount).toBe(7);
+    expect((await call("GET", "/v1/topics/demo/rules")).json).toMatchObject({ from: "topic", rule: { maxCount: 7 }, paused: null });
+    expect((await call("GET", "/v1/topics/nope/rules")).status).toBe(404);
+
+    expect((await call("POST", "/v1/topics/demo/pause")).json).toEqual({ paused: true, stillPaused: [] });
+    expect((await call("GET", "/v1/topics/demo/rules")).json.paused.scope).toBe("topic");
+    expect((await call("POST", "/v1/topics/demo/resume")).json).toEqual({ paused: false, stillPaused: [] });
+    expect((await call("GET", "/v1/topics/demo/rules")).json.paused).toBeNull();
   });
 
   test("/readyz fails with the reason while NATS is down and recovers after; /livez stays 200", async () => {

@@ -9,6 +9,14 @@
  *   GET  /readyz        200 when ready to work, else 503 with the reasons; `?verbose` lists each check
  *   GET  /openapi.json  this API as an OpenAPI 3.1 document
  *
+ * and the operator's API (what `herald dlq`, `rules`, `pause` and `resume` do):
+ *
+ *   GET  /v1/dead-letters[?topic=&reason=&id=&limit=]        the dead letters, oldest first
+ *   POST /v1/dead-letters/replay   { ids } | { all: true, topic?, reason? }
+ *   POST /v1/dead-letters/purge    { ids } | { all: true, topic?, reason? }
+ *   GET|PUT /v1/rules, /v1/topics/<topic>/rules               the rule in force; PUT merges a patch
+ *   POST /v1/pause, /v1/resume, /v1/topics/<topic>/pause|resume
+ *
  * With `http.token` set, /v1/* and /metrics need `Authorization: Bearer <token>`; the probes and
  * the API document do not (load balancers and process managers probe without credentials).
  */
@@ -16,7 +24,7 @@ import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import FindMyWay from "find-my-way";
 import { isJsonPayload } from "../codec/index.js";
-import { errorText } from "../errors.js";
+import { errorText, HeraldError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SubmitReply } from "../pipeline/work.js";
 import { openApiDocument } from "./openapi.js";
@@ -29,6 +37,24 @@ export interface ReadyCheck {
   detail: string;
 }
 
+/** Which dead letters a replay or purge covers: these ids, or all (of a topic, of a reason). */
+export type LetterSelection = { ids: string[] } | { all: true; topic?: string; reason?: string };
+
+/** The operator's API (runtime/node/ops.ts). Failures throw HeraldError; its code picks the status. */
+export interface AdminApi {
+  deadLetters(q: { topic?: string; reason?: string; id?: string; limit: number }): Promise<{ total: number; letters: unknown[] }>;
+  replay(sel: LetterSelection): Promise<{ replayed: string[]; refused: { id: string; error: string }[] }>;
+  purge(sel: LetterSelection): Promise<{ purged: number }>;
+  rules(topic: string | undefined): Promise<{ rule: Record<string, unknown>; from: string; paused: { scope: string; at?: string } | null }>;
+  setRules(topic: string | undefined, patch: Record<string, unknown>): Promise<{ rule: Record<string, unknown> }>;
+  setPaused(topic: string | undefined, paused: boolean): Promise<{ paused: boolean; stillPaused: string[] }>;
+}
+
+/** Largest JSON body the operator's API reads, bytes. */
+const ADMIN_BODY_BYTES = 256 * 1024;
+/** Most dead letters one list returns. */
+const MAX_LIST = 10_000;
+
 /** What the server asks of its node. */
 export interface NodeHttpApp {
   node: string;
@@ -39,6 +65,7 @@ export interface NodeHttpApp {
   /** Undefined while alive; the reason once the supervisor is stopping or stopped. */
   notLive(): string | undefined;
   readiness(): ReadyCheck[];
+  admin: AdminApi;
 }
 
 export interface NodeHttpOptions {
@@ -60,9 +87,9 @@ export class NodeHttpServer {
   constructor(opts: NodeHttpOptions) {
     this.#opts = opts;
     const { app } = opts;
-    const open = (method: "GET" | "POST", path: string, h: Handler) =>
+    const open = (method: "GET" | "POST" | "PUT", path: string, h: Handler) =>
       this.#router.on(method, path, (req, res) => h(req, res, new URLSearchParams((req.url ?? "").split("?")[1] ?? "")));
-    const guarded = (method: "GET" | "POST", path: string, h: Handler) =>
+    const guarded = (method: "GET" | "POST" | "PUT", path: string, h: Handler) =>
       open(method, path, (req, res, query) => {
         if (this.#authorized(req)) return h(req, res, query);
         res.setHeader("www-authenticate", "Bearer");
@@ -92,13 +119,14 @@ export class NodeHttpServer {
     open("GET", "/healthz", live);
     open("GET", "/readyz", (_req, res, query) => this.#ready(res, query.has("verbose")));
     open("GET", "/openapi.json", (_req, res) => sendJson(res, 200, openApiDocument()));
+    this.#routeAdmin(guarded, app.admin);
     this.#server = createServer((req, res) => {
       const path = (req.url ?? "/").split("?")[0]!;
       const run = async () => {
         // HEAD is answered as GET (Node sends the headers without the body).
         const found = this.#router.find((req.method === "HEAD" ? "GET" : req.method) as "GET", path);
         if (found) return found.handler(req, res, found.params, found.store, found.searchParams);
-        const methods = (["GET", "POST"] as const).filter((m) => this.#router.find(m, path));
+        const methods = (["GET", "POST", "PUT"] as const).filter((m) => this.#router.find(m, path));
         if (methods.length > 0) {
           res.setHeader("allow", methods.join(", "));
           return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}: use ${methods.join(" or ")}` });
@@ -152,6 +180,32 @@ export class NodeHttpServer {
     return sendJson(res, status, { error: reply.error, reason: reply.reason });
   }
 
+  #routeAdmin(route: (method: "GET" | "POST" | "PUT", path: string, h: Handler) => void, admin: AdminApi): void {
+    const topicOf = (req: IncomingMessage) => decodeURIComponent(/^\/v1\/topics\/([^/?]+)/.exec(req.url ?? "")?.[1] ?? "");
+    const run = (h: (req: IncomingMessage, query: URLSearchParams) => Promise<unknown>): Handler => async (req, res, query) => {
+      try {
+        sendJson(res, 200, await h(req, query));
+      } catch (err) {
+        sendJson(res, adminStatus(err), { error: errorText(err) });
+      }
+    };
+    route("GET", "/v1/dead-letters", run(async (_req, q) => {
+      const limit = q.get("limit") === null ? 100 : Number(q.get("limit"));
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST) throw new HeraldError("USAGE", `limit must be an integer from 1 to ${MAX_LIST}, got "${q.get("limit")}"`);
+      return admin.deadLetters({ ...optional("topic", q.get("topic")), ...optional("reason", q.get("reason")), ...optional("id", q.get("id")), limit });
+    }));
+    route("POST", "/v1/dead-letters/replay", run(async (req) => admin.replay(selection(await readJsonBody(req)))));
+    route("POST", "/v1/dead-letters/purge", run(async (req) => admin.purge(selection(await readJsonBody(req)))));
+    route("GET", "/v1/rules", run(async () => admin.rules(undefined)));
+    route("PUT", "/v1/rules", run(async (req) => admin.setRules(undefined, await readJsonBody(req))));
+    route("GET", "/v1/topics/:topic/rules", run(async (req) => admin.rules(topicOf(req))));
+    route("PUT", "/v1/topics/:topic/rules", run(async (req) => admin.setRules(topicOf(req), await readJsonBody(req))));
+    route("POST", "/v1/pause", run(async () => admin.setPaused(undefined, true)));
+    route("POST", "/v1/resume", run(async () => admin.setPaused(undefined, false)));
+    route("POST", "/v1/topics/:topic/pause", run(async (req) => admin.setPaused(topicOf(req), true)));
+    route("POST", "/v1/topics/:topic/resume", run(async (req) => admin.setPaused(topicOf(req), false)));
+  }
+
   #ready(res: ServerResponse, verbose: boolean): void {
     const checks = this.#opts.app.readiness();
     const failed = checks.filter((c) => !c.ok);
@@ -185,6 +239,49 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
     req.on("end", () => resolve(over ? undefined : Buffer.concat(chunks)));
     req.on("error", reject);
   });
+}
+
+/** The status of an operator's request that failed: the caller's mistake, a missing thing, or NATS. */
+function adminStatus(err: unknown): number {
+  if (!(err instanceof HeraldError)) return 500;
+  if (err.code === "USAGE" || err.code === "RULES_INVALID") return 400;
+  if (err.code === "UNKNOWN_ID" || err.code === "UNKNOWN_TOPIC") return 404;
+  if (err.code === "RULES_BUSY") return 409;
+  return 503;
+}
+
+function optional<K extends string>(key: K, v: string | null): Partial<Record<K, string>> {
+  return v === null || v === "" ? {} : ({ [key]: v } as Record<K, string>);
+}
+
+/** A request body that must be one JSON object; a USAGE error says what is wrong otherwise. */
+async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const body = await readBody(req, ADMIN_BODY_BYTES);
+  if (body === undefined) throw new HeraldError("USAGE", `the request body is over ${ADMIN_BODY_BYTES} bytes`);
+  const text = body.toString("utf8").trim();
+  if (text === "") return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new HeraldError("USAGE", `the request body is not JSON: ${errorText(err)}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new HeraldError("USAGE", "the request body must be a JSON object");
+  return value as Record<string, unknown>;
+}
+
+/** `{ ids: [...] }` or `{ all: true, topic?, reason? }`, checked. */
+function selection(body: Record<string, unknown>): LetterSelection {
+  const extra = Object.keys(body).filter((k) => !["ids", "all", "topic", "reason"].includes(k));
+  if (extra.length > 0) throw new HeraldError("USAGE", `unknown field ${JSON.stringify(extra[0])}: give { "ids": [...] } or { "all": true, "topic"?, "reason"? }`);
+  if (body.ids !== undefined) {
+    if (body.all !== undefined) throw new HeraldError("USAGE", `give "ids" or "all", not both`);
+    if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((x) => typeof x === "string")) throw new HeraldError("USAGE", `"ids" must be a non-empty array of dead-letter ids`);
+    return { ids: body.ids as string[] };
+  }
+  if (body.all !== true) throw new HeraldError("USAGE", `give { "ids": [...] } or { "all": true } (optionally with "topic" and "reason")`);
+  for (const k of ["topic", "reason"] as const) if (body[k] !== undefined && typeof body[k] !== "string") throw new HeraldError("USAGE", `"${k}" must be a string`);
+  return { all: true, ...(typeof body.topic === "string" ? { topic: body.topic } : {}), ...(typeof body.reason === "string" ? { reason: body.reason } : {}) };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -47,6 +47,34 @@ export function openApiDocument(): object {
             reason: { type: "string", enum: ["invalid", "unknown-topic", "too-large", "unavailable"] },
           },
         },
+        Selection: {
+          description: "Which dead letters: these ids, or all (of a topic, of a reason).",
+          oneOf: [
+            { type: "object", required: ["ids"], properties: { ids: { type: "array", items: { type: "string" }, minItems: 1 } }, additionalProperties: false },
+            { type: "object", required: ["all"], properties: { all: { const: true }, topic: { type: "string" }, reason: { type: "string" } }, additionalProperties: false },
+          ],
+        },
+        DeadLetter: {
+          type: "object",
+          properties: {
+            seq: { type: "integer" },
+            id: { type: "string" },
+            topic: { type: "string" },
+            reason: { type: ["string", "null"], enum: ["invalid", "unknown-topic", "render", "rejected", "exhausted", "poison", "too-large", null] },
+            error: { type: "string" },
+            attempts: { type: ["integer", "null"] },
+            deadAt: { type: ["integer", "null"], description: "ms since epoch" },
+            bodySeq: { type: ["integer", "null"] },
+          },
+        },
+        RuleState: {
+          type: "object",
+          properties: {
+            rule: { type: "object", description: "The rule in force: primary, secondary, maxCount, maxAgeMs, seed, calendar, load." },
+            from: { type: "string", enum: ["topic", "default", "config"] },
+            paused: { type: ["object", "null"], properties: { scope: { type: "string", enum: ["all", "topic"] }, at: { type: "string" } } },
+          },
+        },
         Status: { type: "object", description: "The cluster status: the same JSON as `herald status --json` (cluster, master, nodes, queue, exceptions, collectors, warnings)." },
       },
     },
@@ -90,6 +118,99 @@ export function openApiDocument(): object {
           responses: { "200": text("ok (verbose: the checks)."), "503": text("not ready: the failed checks and why.") },
         },
       },
+      "/v1/dead-letters": {
+        get: {
+          summary: "The dead letters, oldest first (herald dlq list)",
+          security: bearer,
+          parameters: [
+            { name: "topic", in: "query", schema: { type: "string" } },
+            { name: "reason", in: "query", schema: { type: "string" } },
+            { name: "id", in: "query", schema: { type: "string" }, description: "Letters whose id contains this." },
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000, default: 100 } },
+          ],
+          responses: {
+            "200": json({ type: "object", properties: { total: { type: "integer" }, letters: { type: "array", items: { $ref: "#/components/schemas/DeadLetter" } } } }, "The letters (at most limit) and how many match."),
+            "400": json(error, "A bad limit."),
+            "401": json(error, "Missing or wrong bearer token."),
+            "503": json(error, "NATS cannot be read now."),
+          },
+        },
+      },
+      "/v1/dead-letters/replay": {
+        post: {
+          summary: "Put dead letters back on the queue, attempts reset (herald dlq replay)",
+          security: bearer,
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/Selection" } } } },
+          responses: {
+            "200": json({ type: "object", properties: { replayed: { type: "array", items: { type: "string" } }, refused: { type: "array", items: { type: "object", properties: { id: { type: "string" }, error: { type: "string" } } } } } }, "What was replayed, and what could not be, with why."),
+            "400": json(error, "Not a selection."),
+            "401": json(error, "Missing or wrong bearer token."),
+            "404": json(error, "An id names no dead letter (nothing was done)."),
+            "503": json(error, "NATS cannot take it now."),
+          },
+        },
+      },
+      "/v1/dead-letters/purge": {
+        post: {
+          summary: "Delete dead letters (herald dlq purge)",
+          security: bearer,
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/Selection" } } } },
+          responses: {
+            "200": json({ type: "object", properties: { purged: { type: "integer" } } }, "How many were deleted."),
+            "400": json(error, "Not a selection."),
+            "401": json(error, "Missing or wrong bearer token."),
+            "404": json(error, "An id names no dead letter, or the topic is not configured (nothing was done)."),
+            "503": json(error, "NATS cannot take it now."),
+          },
+        },
+      },
+      ...Object.fromEntries(
+        [
+          ["/v1/rules", "the default rule"],
+          ["/v1/topics/{topic}/rules", "a topic's rule"],
+        ].map(([p, what]) => [
+          p,
+          {
+            ...(p.includes("{topic}") ? { parameters: [{ name: "topic", in: "path", required: true, schema: { type: "string" } }] } : {}),
+            get: {
+              summary: `The rule in force for ${what}, where it comes from, and any pause (herald rules get)`,
+              security: bearer,
+              responses: { "200": json({ $ref: "#/components/schemas/RuleState" }, "The rule."), "401": json(error, "Missing or wrong bearer token."), "404": json(error, "No such topic."), "503": json(error, "NATS cannot be read now.") },
+            },
+            put: {
+              summary: `Merge fields over ${what} (null removes one), validated as herald rules set does`,
+              security: bearer,
+              requestBody: { required: true, content: { "application/json": { schema: { type: "object" } } } },
+              responses: {
+                "200": json({ type: "object", properties: { rule: { type: "object" } } }, "The rule now stored."),
+                "400": json(error, "Invalid: the reason, and \"nothing was changed\"."),
+                "401": json(error, "Missing or wrong bearer token."),
+                "404": json(error, "No such topic."),
+                "409": json(error, "The rule kept changing under the merge: try again."),
+                "503": json(error, "NATS cannot take it now."),
+              },
+            },
+          },
+        ]),
+      ),
+      ...Object.fromEntries(
+        ["/v1/pause", "/v1/resume", "/v1/topics/{topic}/pause", "/v1/topics/{topic}/resume"].map((p) => [
+          p,
+          {
+            ...(p.includes("{topic}") ? { parameters: [{ name: "topic", in: "path", required: true, schema: { type: "string" } }] } : {}),
+            post: {
+              summary: `${p.endsWith("pause") ? "Pause" : "Resume"} retrieval of ${p.includes("{topic}") ? "the topic" : "every topic"} (herald ${p.endsWith("pause") ? "pause" : "resume"})`,
+              security: bearer,
+              responses: {
+                "200": json({ type: "object", properties: { paused: { type: "boolean" }, stillPaused: { type: "array", items: { type: "string" } } } }, "Done; after a resume, the pauses that still hold."),
+                "401": json(error, "Missing or wrong bearer token."),
+                "404": json(error, "No such topic."),
+                "503": json(error, "NATS cannot take it now."),
+              },
+            },
+          },
+        ]),
+      ),
       "/openapi.json": { get: { summary: "This document", responses: { "200": json({ type: "object" }, "The OpenAPI 3.1 document.") } } },
     },
   };

@@ -11,6 +11,7 @@ import { heraldVersion } from "../platform/repo.js";
 import { gatherStatus, pipelineCounts } from "../supervisor/cluster-status.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
 import type { SubmitReply } from "../pipeline/work.js";
+import { NodeAdmin } from "./admin.js";
 import type { NodeHttpApp, ReadyCheck } from "./http-server.js";
 
 /** An HTTP submission waits this long for the ingest actor's answer (it answers once durable), ms. */
@@ -20,6 +21,7 @@ const PIPELINE_CACHE_MS = 1000;
 
 export class NodeOps implements NodeHttpApp {
   readonly node: string;
+  readonly admin: NodeAdmin;
   readonly #metrics: NodeMetrics;
   #turn = 0;
   #pipeline: { at: number; value: Promise<{ queue: number; exceptions: number; dead: number } | undefined> } | undefined;
@@ -29,6 +31,7 @@ export class NodeOps implements NodeHttpApp {
     private readonly config: HeraldConfig,
   ) {
     this.node = supervisor.nodeName;
+    this.admin = new NodeAdmin(() => supervisor.connection(), config);
     this.#metrics = new NodeMetrics({
       node: this.node,
       cluster: config.cluster,
