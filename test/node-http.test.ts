@@ -214,7 +214,7 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     ];
     expect(new Set(seen.map((s) => s[2]))).toEqual(new Set([202, 400, 404, 401, 415, 200]));
     // The operator's API is in the document too, path by path.
-    for (const p of ["/v1/dead-letters", "/v1/dead-letters/replay", "/v1/dead-letters/purge", "/v1/rules", "/v1/topics/{topic}/rules", "/v1/pause", "/v1/resume", "/v1/topics/{topic}/pause", "/v1/topics/{topic}/resume"]) {
+    for (const p of ["/", "/v1/events", "/v1/dead-letters", "/v1/dead-letters/replay", "/v1/dead-letters/purge", "/v1/rules", "/v1/topics/{topic}/rules", "/v1/pause", "/v1/resume", "/v1/topics/{topic}/pause", "/v1/topics/{topic}/resume"]) {
       expect(doc.paths[p], p).toBeDefined();
     }
     for (const [p, m, status] of seen) expect(documented(p, m, status), `${m.toUpperCase()} ${p} answered ${status}, which the document does not list`).toBe(true);

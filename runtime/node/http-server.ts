@@ -8,6 +8,7 @@
  *   GET  /livez         200 while the process and its supervisor work
  *   GET  /readyz        200 when ready to work, else 503 with the reasons; `?verbose` lists each check
  *   GET  /openapi.json  this API as an OpenAPI 3.1 document
+ *   GET  /              the web console (console/), and GET /v1/events, its live feed (SSE)
  *
  * and the operator's API (what `herald dlq`, `rules`, `pause` and `resume` do):
  *
@@ -27,6 +28,7 @@ import { isJsonPayload } from "../codec/index.js";
 import { errorText, HeraldError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SubmitReply } from "../pipeline/work.js";
+import { consoleFiles } from "./console-files.js";
 import { openApiDocument } from "./openapi.js";
 
 
@@ -66,7 +68,12 @@ export interface NodeHttpApp {
   notLive(): string | undefined;
   readiness(): ReadyCheck[];
   admin: AdminApi;
+  /** One update of the console's live feed: the cluster status and this node's per-topic counts. */
+  live(): Promise<unknown>;
 }
+
+/** The console's live feed sends an update this often, ms. */
+const LIVE_EVERY_MS = 1000;
 
 export interface NodeHttpOptions {
   host: string;
@@ -120,6 +127,13 @@ export class NodeHttpServer {
     open("GET", "/readyz", (_req, res, query) => this.#ready(res, query.has("verbose")));
     open("GET", "/openapi.json", (_req, res) => sendJson(res, 200, openApiDocument()));
     this.#routeAdmin(guarded, app.admin);
+    guarded("GET", "/v1/events", (req, res) => this.#events(req, res));
+    for (const [url, file] of consoleFiles()) {
+      open("GET", url, (_req, res) => {
+        res.writeHead(200, { "content-type": file.type, "content-length": file.body.length, "cache-control": "no-cache" });
+        res.end(file.body);
+      });
+    }
     this.#server = createServer((req, res) => {
       const path = (req.url ?? "/").split("?")[0]!;
       const run = async () => {
@@ -204,6 +218,27 @@ export class NodeHttpServer {
     route("POST", "/v1/resume", run(async () => admin.setPaused(undefined, false)));
     route("POST", "/v1/topics/:topic/pause", run(async (req) => admin.setPaused(topicOf(req), true)));
     route("POST", "/v1/topics/:topic/resume", run(async (req) => admin.setPaused(topicOf(req), false)));
+  }
+
+  /** Server-sent events: an `update` every second (a `problem` when it cannot be read), until the client goes. */
+  #events(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    res.write("retry: 2000\n\n");
+    let busy = false;
+    const send = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        res.write(`event: update\ndata: ${JSON.stringify(await this.#opts.app.live())}\n\n`);
+      } catch (err) {
+        res.write(`event: problem\ndata: ${JSON.stringify({ error: errorText(err) })}\n\n`);
+      } finally {
+        busy = false;
+      }
+    };
+    void send();
+    const timer = setInterval(() => void send(), LIVE_EVERY_MS);
+    req.on("close", () => clearInterval(timer));
   }
 
   #ready(res: ServerResponse, verbose: boolean): void {

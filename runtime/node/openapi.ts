@@ -211,6 +211,19 @@ export function openApiDocument(): object {
           },
         ]),
       ),
+      "/v1/events": {
+        get: {
+          summary: "The console's live feed: server-sent events, an `update` each second (the cluster status, this node's per-topic counts), a `problem` when NATS cannot be read",
+          security: bearer,
+          responses: { "200": { description: "An event stream until the client goes.", content: { "text/event-stream": { schema: { type: "string" } } } }, "401": json(error, "Missing or wrong bearer token.") },
+        },
+      },
+      "/": {
+        get: {
+          summary: "The web console (it signs in with the token when one is set)",
+          responses: { "200": { description: "The console page.", content: { "text/html": { schema: { type: "string" } } } } },
+        },
+      },
       "/openapi.json": { get: { summary: "This document", responses: { "200": json({ type: "object" }, "The OpenAPI 3.1 document.") } } },
     },
   };

@@ -16,6 +16,8 @@ import type { NodeHttpApp, ReadyCheck } from "./http-server.js";
 
 /** An HTTP submission waits this long for the ingest actor's answer (it answers once durable), ms. */
 const SUBMIT_TIMEOUT_MS = 30_000;
+/** The console's live update is read at most this often, whatever the number of consoles, ms. */
+const LIVE_SHARE_MS = 800;
 /** Stream counts for the metrics are read at most this often, ms. */
 const PIPELINE_CACHE_MS = 1000;
 
@@ -24,6 +26,7 @@ export class NodeOps implements NodeHttpApp {
   readonly admin: NodeAdmin;
   readonly #metrics: NodeMetrics;
   #turn = 0;
+  #live: { at: number; value: Promise<unknown> } | undefined;
   #pipeline: { at: number; value: Promise<{ queue: number; exceptions: number; dead: number } | undefined> } | undefined;
 
   constructor(
@@ -39,7 +42,7 @@ export class NodeOps implements NodeHttpApp {
       isMaster: () => supervisor.isMaster(),
       masterEpoch: () => supervisor.masterHolder()?.epoch ?? null,
       actors: () => supervisor.actorHosts().map((h) => h.summary()),
-      actorMetrics: async () => mergeSnapshots(await Promise.all(supervisor.actorHosts().map((h) => h.metrics()))),
+      actorMetrics: () => mergeSnapshotsOf(supervisor),
       heartbeatAgeSeconds: () => (supervisor.heartbeatAgeMs() ?? 0) / 1000,
       natsReconnects: () => supervisor.natsReconnects(),
       pipeline: () => this.#pipelineCounts(),
@@ -65,6 +68,31 @@ export class NodeOps implements NodeHttpApp {
     const nc = this.supervisor.connection();
     if (!nc) throw new Error("not connected to NATS yet");
     return gatherStatus(nc, this.config);
+  }
+
+  /** Shared by every console watching this node: one status read per LIVE_SHARE_MS, however many watch. */
+  live(): Promise<unknown> {
+    const now = performance.now();
+    if (!this.#live || now - this.#live.at > LIVE_SHARE_MS) this.#live = { at: now, value: this.#readLive() };
+    return this.#live.value;
+  }
+
+  async #readLive(): Promise<unknown> {
+    const [status, snapshot] = await Promise.all([this.status(), mergeSnapshotsOf(this.supervisor)]);
+    const topics: Record<string, { received: number; delivered: number; dead: number; latencySum: number; latencyCount: number }> = {};
+    const of = (t: string) => (topics[t] ??= { received: 0, delivered: 0, dead: 0, latencySum: 0, latencyCount: 0 });
+    for (const x of snapshot.series) {
+      const t = x.labels.topic;
+      if (t === undefined) continue;
+      if (x.name === "herald_messages_received_total") of(t).received += x.value;
+      else if (x.name === "herald_messages_delivered_total") of(t).delivered += x.value;
+      else if (x.name === "herald_messages_dead_lettered_total") of(t).dead += x.value;
+      else if (x.name === "herald_stored_to_pushed_seconds") {
+        of(t).latencySum += x.sum ?? 0;
+        of(t).latencyCount += x.value;
+      }
+    }
+    return { at: Date.now(), node: this.node, topicNames: Object.keys(this.config.topics), status, topics };
   }
 
   async metrics(): Promise<{ contentType: string; text: string }> {
@@ -118,4 +146,9 @@ export class NodeOps implements NodeHttpApp {
     }
     return this.#pipeline.value;
   }
+}
+
+/** Every count the node's actors have made so far. */
+async function mergeSnapshotsOf(supervisor: Supervisor) {
+  return mergeSnapshots(await Promise.all(supervisor.actorHosts().map((h) => h.metrics())));
 }
