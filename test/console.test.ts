@@ -3,13 +3,12 @@
  * two-node cluster. Screenshots go to test-artifacts/console/ (ignored by git).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startWebhookServer, type WebhookServer } from "./helpers/webhook.js";
 import { LocalCluster, waitFor } from "../runtime/testing/index.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -18,9 +17,10 @@ const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", 
 
 describe("the web console in Chromium", () => {
   let cluster: LocalCluster;
-  let hook: Server;
+  let hook: WebhookServer;
   let hookAccepts = false;
-  const hookGot: string[] = [];
+  /** Ids of the pushes the receiver accepted. */
+  const accepted = () => hook.deliveries.filter((d) => d.status === 200).map((d) => String(d.json.id));
   let context: BrowserContext;
   let page: Page;
   let profile: string;
@@ -36,16 +36,8 @@ describe("the web console in Chromium", () => {
   beforeAll(async () => {
     expect(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (the console test drives a real browser)`).toBe(true);
     mkdirSync(ARTIFACTS, { recursive: true });
-    hook = createServer((req, res) => {
-      let body = "";
-      req.on("data", (c) => (body += c));
-      req.on("end", () => {
-        if (!hookAccepts) return res.writeHead(400).end("refused");
-        hookGot.push((JSON.parse(body) as { id: string }).id);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, "127.0.0.1", () => r()));
+    // It refuses with 400 (its messages become dead letters, reason rejected) until a test lets it accept.
+    hook = await startWebhookServer(() => (hookAccepts ? 200 : 400));
     cluster = await LocalCluster.start({
       nodes: 2,
       http: true,
@@ -56,7 +48,7 @@ describe("the web console in Chromium", () => {
         http: { token: TOKEN },
         topics: {
           demo: { channel: "nats", template: { title: "Hello {{name}}" } },
-          hook: { channel: "webhook", url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/in` },
+          hook: { channel: "webhook", url: hook.url },
         },
       },
     });
@@ -81,7 +73,7 @@ describe("the web console in Chromium", () => {
   afterAll(async () => {
     await context?.close();
     await cluster?.stop();
-    await new Promise((r) => hook?.close(r));
+    await hook?.close();
     if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
@@ -127,7 +119,7 @@ describe("the web console in Chromium", () => {
     await row.locator("input[type=checkbox]").check();
     await page.getByRole("button", { name: "Replay selected" }).click();
     await expect.poll(() => page.locator("#dlq-message").textContent(), { timeout: 10_000 }).toContain("replayed 1");
-    await waitFor(() => hookGot.includes(id), { timeoutMs: 20_000, what: "the replayed message at the webhook" });
+    await waitFor(() => accepted().includes(id), { timeoutMs: 20_000, what: "the replayed message at the webhook" });
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
   });
 

@@ -6,12 +6,11 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startWebhookServer, type WebhookServer } from "./helpers/webhook.js";
 import { freePort } from "../runtime/nats/server.js";
 import { CLI, LocalCluster, waitFor } from "../runtime/testing/index.js";
 
@@ -66,25 +65,17 @@ async function startPrometheus(target: string): Promise<{ query(q: string): Prom
 
 describe("a node's HTTP port: metrics, health, status, API document", () => {
   let cluster: LocalCluster;
-  let hook: Server;
+  let hook: WebhookServer;
   let base: string;
-  /** The webhook refuses (400) until a test lets it accept; what it accepted, by message id. */
+  /** The webhook refuses (400) until a test lets it accept. */
   let hookAccepts = false;
-  const hookGot: string[] = [];
+  /** Ids of the pushes the receiver accepted. */
+  const accepted = () => hook.deliveries.filter((d) => d.status === 200).map((d) => String(d.json.id));
 
   beforeAll(async () => {
     expect(existsSync(PROMETHEUS), `${PROMETHEUS} missing: apt-get install prometheus (the metrics test scrapes with a real Prometheus)`).toBe(true);
-    // A receiver that refuses everything with 400: its messages become dead letters (rejected).
-    hook = createServer((req, res) => {
-      let body = "";
-      req.on("data", (c) => (body += c));
-      req.on("end", () => {
-        if (!hookAccepts) return res.writeHead(400).end("no");
-        hookGot.push((JSON.parse(body) as { id: string }).id);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, "127.0.0.1", () => r()));
+    // It refuses with 400 (its messages become dead letters, reason rejected) until a test lets it accept.
+    hook = await startWebhookServer(() => (hookAccepts ? 200 : 400));
     cluster = await LocalCluster.start({
       nodes: 1,
       http: true,
@@ -94,7 +85,7 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
         http: { token: TOKEN },
         topics: {
           demo: { channel: "nats", template: { title: "Hello {{name}}" } },
-          hook: { channel: "webhook", url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/in` },
+          hook: { channel: "webhook", url: hook.url },
         },
       },
     });
@@ -105,7 +96,7 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
 
   afterAll(async () => {
     await cluster?.stop();
-    await new Promise((r) => hook?.close(r));
+    await hook?.close();
   });
 
   test("pushes are counted, and a real Prometheus scrapes and queries them; promtool finds nothing wrong with the text", async () => {
@@ -247,7 +238,7 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     hookAccepts = true;
     const replayed = await call("POST", "/v1/dead-letters/replay", { ids: [first] });
     expect(replayed).toEqual({ status: 200, json: { replayed: [first], refused: [] } });
-    await waitFor(() => hookGot.includes(first), { timeoutMs: 20_000, what: "the replayed letter at the webhook" });
+    await waitFor(() => accepted().includes(first), { timeoutMs: 20_000, what: "the replayed letter at the webhook" });
     expect((await call("GET", "/v1/dead-letters?topic=hook")).json.total).toBe(4);
     expect((await call("POST", "/v1/dead-letters/replay", { ids: ["no-such-letter"] })).status).toBe(404);
     expect((await call("POST", "/v1/dead-letters/replay", { ids: [] })).status).toBe(400);
