@@ -3,6 +3,7 @@
  * publish and the status counts. The actors are not started: each test creates the bucket and
  * streams the cluster would, so what is checked is the CLI's contract with them.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +14,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { decode, encode } from "../runtime/codec/index.js";
 import { type DeadLetter } from "../runtime/pipeline/streams.js";
 import type { Envelope } from "../runtime/pipeline/types.js";
-import { runCli } from "./helpers/cluster.js";
+import { CLI, runCli } from "./helpers/cluster.js";
 import { startTestNats } from "./helpers/nats.js";
 import { HEADER_ENVELOPE, HEADER_ID } from "../runtime/names.js";
 
@@ -223,6 +224,21 @@ describe("herald dlq", () => {
     expect(limited.stderr).toContain("showing the oldest 1 of 4 dead letters");
 
     expect((await env.herald("dlq", "list", "--topic", "nothing")).stdout).toBe("no dead letters for topic nothing\n");
+  });
+
+  it("on a terminal, replaying many letters shows one progress line, then the count; piped, a line each", async () => {
+    const env = await setup();
+    await env.jsm.streams.add({ name: "HERALD_QUEUE", subjects: ["herald.in.>"], retention: RetentionPolicy.Workqueue });
+    const ids = Array.from({ length: 30 }, (_, i) => `01T${String(i).padStart(2, "0")}`);
+    await seedDeadLetters(env, ids.map((id) => exhausted(id)));
+    // util-linux `script` runs the command on a pseudo-terminal, as a user's shell would.
+    const command = [process.execPath, CLI, "dlq", "replay", "--all", "-c", env.file].map((a) => `'${a}'`).join(" ");
+    const tty = spawnSync("script", ["-qec", command, "/dev/null"], { encoding: "utf8", env: { ...process.env, NATS_URL: "" } });
+    expect(tty.status, tty.stdout + tty.stderr).toBe(0);
+    expect(tty.stdout).toContain("replaying dead letters: ");
+    expect(tty.stdout).toContain("replayed 30 of 30 dead letters");
+    expect(tty.stdout).not.toContain(`replayed ${ids[0]}`);
+    expect((await env.jsm.streams.info("HERALD_QUEUE")).state.messages).toBe(30);
   });
 
   it("replays a letter onto the queue with a fresh msg id, then removes it; an invalid one stays", async () => {

@@ -6,8 +6,9 @@
 import { jetstream } from "@nats-io/jetstream";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Progress } from "../../runtime/cli/progress.js";
 import { LocalCluster, waitFor } from "../../runtime/testing/index.js";
-import { cpuWindow, log, peakRssMiB, percentiles, publishAtRate, publishFullSpeed } from "./stats.js";
+import { cpuWindow, peakRssMiB, percentiles, publishAtRate, publishFullSpeed } from "./stats.js";
 import type { ThroughputResult } from "./raw.js";
 
 /** The example config's actors per node and its topic's template. */
@@ -110,13 +111,9 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
     );
     const js = jetstream(c.nc);
     const publish = (i: number) => js.publish("herald.in.bench", JSON.stringify({ id: `h${i}`, data: { name: `user ${i}` } }));
-    let reported = 0;
-    const progress = setInterval(() => {
-      if (sink.seen.size - reported >= s.count / 5) {
-        reported = sink.seen.size;
-        log(`    ${sink.seen.size}/${s.count} delivered`);
-      }
-    }, 250);
+    // On a terminal: the count delivered, in place; piped: nothing.
+    const line = new Progress();
+    const progress = setInterval(() => line.update(`    ${sink.seen.size}/${s.count} delivered`), 250);
     const cpu = await cpuWindow({
       nats: c.nats.servers.map((sv) => sv.pid),
       herald: [...c.nodes.values()].flatMap((n) => (n.proc.pid === undefined ? [] : [n.proc.pid])),
@@ -130,6 +127,7 @@ export async function heraldEndToEnd(s: HeraldScenario): Promise<HeraldResult> {
     const cpuUs = await cpu.end(s.count);
     const scraped = await scraper.stop();
     clearInterval(progress);
+    line.done();
     const rss: Record<string, number | undefined> = {};
     for (const [name, n] of c.nodes) rss[name] = n.proc.pid === undefined ? undefined : await peakRssMiB(n.proc.pid);
     return { msgsPerSec: s.count / secs, ...percentiles(sink.latencies), peakRssMiB: rss, cpuUs, ...scraped };

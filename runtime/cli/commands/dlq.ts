@@ -8,6 +8,7 @@ import { HeraldError } from "../../errors.js";
 import { letterRow, letterScope, purgeLetters, readLetters, replayLetter, type LetterScope, type StoredLetter } from "../../pipeline/dead-letters.js";
 import type { DataLimits } from "../../pipeline/envelope.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
+import { Progress } from "../progress.js";
 import { type Names, names } from "../../names.js";
 
 export interface DlqFlags extends CommonFlags {
@@ -18,6 +19,8 @@ export interface DlqFlags extends CommonFlags {
 }
 
 const DEFAULT_LIMIT = 100;
+/** On a terminal, a replay of more letters than this shows a progress line instead of a line each. */
+const PER_LETTER_LINES = 20;
 /** ERROR column width in the table. */
 const ERROR_WIDTH = 60;
 
@@ -114,16 +117,23 @@ async function replay(nc: NatsConnection, jsm: JetStreamManager, n: Names, lette
     return 0;
   }
   const js = jetstream(nc);
+  // On a terminal, many letters show one progress line instead of a line each.
+  const progress = new Progress();
+  const quietEach = progress.active && letters.length > PER_LETTER_LINES;
   let refused = 0;
+  let done = 0;
   for (const l of letters) {
     const why = await replayLetter(js, jsm, n, l, limits);
+    done++;
     if (why) {
+      progress.done();
       process.stderr.write(`cannot replay ${l.id}: ${why.refused}; see herald dlq list\n`);
       refused++;
-      continue;
-    }
-    process.stdout.write(`replayed ${l.id}\n`);
+    } else if (!quietEach) process.stdout.write(`replayed ${l.id}\n`);
+    if (quietEach) progress.update(`replaying dead letters: ${done} of ${letters.length}`);
   }
+  progress.done();
+  if (quietEach) process.stdout.write(`replayed ${done - refused} of ${letters.length} dead letters\n`);
   return refused === 0 ? 0 : 1;
 }
 
