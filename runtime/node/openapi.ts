@@ -1,9 +1,12 @@
 /**
  * The node HTTP API as an OpenAPI 3.1 document (`GET /openapi.json`). Written out here beside the
- * server (runtime/node/http-server.ts); test/node-http.test.ts checks that every route the server
- * answers is described and that the documented status codes are the ones it sends.
+ * server (runtime/node/http-server.ts); the Rule schema is generated from the zod schema that
+ * validates rules, so the two cannot drift. test/node-http.test.ts validates the document and
+ * checks that every route is described and that the documented status codes are the ones sent.
  */
+import * as z from "zod";
 import { heraldVersion } from "../platform/repo.js";
+import { rulesSchema } from "../rules/schema.js";
 
 const json = (schema: object, description: string) => ({ description, content: { "application/json": { schema } } });
 const text = (description: string) => ({ description, content: { "text/plain": { schema: { type: "string" } } } });
@@ -67,10 +70,11 @@ export function openApiDocument(): object {
             bodySeq: { type: ["integer", "null"] },
           },
         },
+        ...ruleSchemas(),
         RuleState: {
           type: "object",
           properties: {
-            rule: { type: "object", description: "The rule in force: primary, secondary, maxCount, maxAgeMs, seed, calendar, load." },
+            rule: { $ref: "#/components/schemas/Rule" },
             from: { type: "string", enum: ["topic", "default", "config"] },
             paused: { type: ["object", "null"], properties: { scope: { type: "string", enum: ["all", "topic"] }, at: { type: "string" } } },
           },
@@ -180,9 +184,13 @@ export function openApiDocument(): object {
             put: {
               summary: `Merge fields over ${what} (null removes one), validated as herald rules set does`,
               security: bearer,
-              requestBody: { required: true, content: { "application/json": { schema: { type: "object" } } } },
+              requestBody: {
+                required: true,
+                description: "Fields of a Rule to set over the one in force; a field set to null is removed. The merged rule must be a valid Rule.",
+                content: { "application/json": { schema: { type: "object" } } },
+              },
               responses: {
-                "200": json({ type: "object", properties: { rule: { type: "object" } } }, "The rule now stored."),
+                "200": json({ type: "object", properties: { rule: { $ref: "#/components/schemas/Rule" } } }, "The rule now stored."),
                 "400": json(error, "Invalid: the reason, and \"nothing was changed\"."),
                 "401": json(error, "Missing or wrong bearer token."),
                 "404": json(error, "No such topic."),
@@ -227,4 +235,21 @@ export function openApiDocument(): object {
       "/openapi.json": { get: { summary: "This document", responses: { "200": json({ type: "object" }, "The OpenAPI 3.1 document.") } } },
     },
   };
+}
+
+/**
+ * The rules schema as JSON Schema 2020-12 (OpenAPI 3.1's dialect), as components: `Rule` and the
+ * definitions it refers to (`Rule_<name>`), its `#/$defs/…` references pointed at them.
+ */
+function ruleSchemas(): Record<string, unknown> {
+  const { $schema: _dialect, $defs, ...rule } = z.toJSONSchema(rulesSchema, { target: "draft-2020-12", io: "input" }) as Record<string, unknown>;
+  const point = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(point);
+    if (typeof v !== "object" || v === null) return v;
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, k === "$ref" && typeof x === "string" ? x.replace(/^#\/\$defs\//, "#/components/schemas/Rule_") : point(x)]),
+    );
+  };
+  const defs = Object.entries(($defs ?? {}) as Record<string, unknown>).map(([name, s]) => [`Rule_${name}`, point(s)]);
+  return { Rule: point(rule), ...Object.fromEntries(defs) };
 }
