@@ -19,6 +19,7 @@
  * 1 when an acked message was lost, the queue did not drain, or the cluster did not recover.
  */
 import { parseArgs } from "node:util";
+import { Progress } from "../runtime/cli/progress.js";
 import { parseCommandLine } from "./lib/args.js";
 import { seededRandom } from "../runtime/rules/random.js";
 import { canUseNetns, HOSTS_CLIENT, waitFor, type HostCluster, type LocalCluster } from "../runtime/testing/index.js";
@@ -68,7 +69,11 @@ const natsServers = onHosts ? 3 : Number(values.nats);
 /** After the load ends, how long acked messages may take to arrive, ms. */
 const SETTLE_MS = 120_000;
 
+/** The running counts, in place on a terminal; nothing when piped (the report says it all). */
+const status = new Progress();
+
 function line(text: string): void {
+  status.done();
   process.stdout.write(`${text}\n`);
 }
 
@@ -120,8 +125,8 @@ async function main(): Promise<number> {
     const s = sink;
     const progress = setInterval(() => {
       const t = Math.round((performance.now() - t0) / 1000);
-      line(`[${String(t).padStart(4)} s] published=${p.published} acked=${p.acked.length} not_acked=${p.failed} in_flight=${p.inFlight} delivered=${s.unique()} duplicates=${s.duplicates()}`);
-    }, 5000);
+      status.update(`[${String(t).padStart(4)} s] published=${p.published} acked=${p.acked.length} not_acked=${p.failed} in_flight=${p.inFlight} delivered=${s.unique()} duplicates=${s.duplicates()}`, true);
+    }, 1000);
     // Quick: exactly one of each kind, close together. Full: one of each plus random extras, ~every 8–16 s.
     const faults = runSchedule(injector, {
       random,
