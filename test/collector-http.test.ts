@@ -115,6 +115,7 @@ describe("HTTP collector", () => {
     f.redirectTo = `http://127.0.0.1:${(target.address() as AddressInfo).port}/elsewhere`;
     cluster = await TestCluster.start({
       nodes: 1,
+      http: true,
       actors: { ingest: 0, collector: 1, subqueue: 1, processor: 1, pusher: 1 },
       extra: {
         pipeline: { duplicateWindowMs: 600_000 },
@@ -183,5 +184,17 @@ describe("HTTP collector", () => {
     const dlq = await c.cli(["dlq", "list", "--json", "-c", c.configFile]);
     expect(dlq.code, dlq.stderr).toBe(0);
     expect(dlq.stdout).toMatch(/unknown field \\?"priority\\?"/);
+
+    // The node's metrics count the collector's rows and failed collections, and its lag.
+    const port = (c.config.nodes[0] as { http: { port: number } }).http.port;
+    const series = async (name: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return Number(new RegExp(`^${name}\\{collector="feed"\\} ([0-9.e+-]+)$`, "m").exec(text)?.[1]);
+    };
+    await waitFor(async () => (await series("herald_collector_rows_total")) === total - 1, { timeoutMs: 10_000, what: `herald_collector_rows_total ${total - 1}` });
+    expect(await series("herald_collector_errors_total")).toBeGreaterThanOrEqual(5);
+    const lag = await series("herald_collector_lag_seconds");
+    expect(lag).toBeGreaterThanOrEqual(0);
+    expect(lag).toBeLessThan(10);
   });
 });

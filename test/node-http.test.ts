@@ -286,5 +286,12 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
       await cluster.nats.server.restart();
     }
     await waitFor(async () => (await get(`${base}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 250, what: "/readyz 200 again after NATS is back" });
+    // Every connection of the node reconnected once, and the metrics say so.
+    const reconnects = async (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m").exec((await get(`${base}/metrics`, TOKEN)).text)?.[1] ?? 0);
+    await waitFor(async () => (await reconnects("herald_supervisor_nats_reconnects_total")) >= 1 && (await reconnects('herald_nats_reconnects_total{connection="subqueue"}')) >= 1, {
+      timeoutMs: 20_000,
+      intervalMs: 250,
+      what: "the reconnects counted",
+    });
   });
 });
