@@ -299,7 +299,25 @@ describe("errors name the path and the reason", () => {
     expectIssue(err, "topics.a.url", "required");
     expectIssue(err, "topics.b.url", "must be an http:// or https:// URL");
     expectIssue(err, "topics.c.secret", "whsec_");
-    expectIssue(err, "topics.d.channel", 'must be one of "nats", "webhook" (got "smtp")');
+    expectIssue(err, "topics.d.channel", 'must be one of "nats", "webhook", "email" (got "smtp")');
+  });
+
+  test("email topics: smtp.host and from required, a template rendering subject and text", () => {
+    const err = rejects({
+      ...minimal(),
+      topics: {
+        a: { channel: "email", smtp: {}, from: "x@example.com", template: { subject: "s", text: "t" } },
+        b: { channel: "email", smtp: { host: "mail" }, template: { subject: "s", text: "t" } },
+        c: { channel: "email", smtp: { host: "mail" }, from: "x@example.com", template: { subject: "s" } },
+        d: { channel: "email", smtp: { host: "mail", auth: { user: "u", pass: { env: "not a name" } } }, from: "x@example.com", template: { subject: "s", text: "t" } },
+      },
+    });
+    expectIssue(err, "topics.a.smtp.host", "required");
+    expectIssue(err, "topics.b.from", "required");
+    expectIssue(err, "topics.c.template.text", 'an email topic\'s template must render "text" (and may render "html")');
+    expectIssue(err, "topics.d.smtp.auth.pass.env", "must match");
+    const ok = parseConfig({ ...minimal(), topics: { m: { channel: "email", smtp: { host: "mail", caFile: "ca.pem" }, from: "x@example.com", template: { subject: "s", text: "t" } } } }, "/etc/herald");
+    expect(ok.topics.m).toMatchObject({ smtp: { host: "mail", port: 587, secure: false, requireTLS: false, maxConnections: 5, caFile: "/etc/herald/ca.pem" }, timeoutMs: 10_000 });
   });
 
   describe("webhook secrets are 24–64 bytes, as Standard Webhooks asks", () => {
@@ -451,7 +469,7 @@ describe("cluster.config.schema.json", () => {
     expect(validateJsonSchema(schema, example)).toEqual([]);
     example.nodes[0].actors.procesor = 1;
     example.topics.demo.channel = "smtp";
-    expect(validateJsonSchema(schema, example)).toEqual(["nodes[0].actors: unknown key procesor", "topics.demo: matches 0 of 2 oneOf"]);
+    expect(validateJsonSchema(schema, example)).toEqual(["nodes[0].actors: unknown key procesor", "topics.demo: matches 0 of 3 oneOf"]);
   });
 });
 

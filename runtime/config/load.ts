@@ -46,8 +46,13 @@ function validate(input: unknown, baseDir: string, file: { shown: string; absolu
   const config = result.data;
   const at = (file: string | undefined) => (file === undefined ? undefined : path.resolve(baseDir, file));
   const { auth, tls } = config.nats;
+  // An email topic's CA file, like every path, is relative to the config file.
+  const topics = Object.fromEntries(
+    Object.entries(config.topics).map(([name, t]) => [name, t.channel === "email" && t.smtp.caFile !== undefined ? { ...t, smtp: { ...t.smtp, caFile: at(t.smtp.caFile) } } : t]),
+  );
   return {
     ...config,
+    topics,
     nats: {
       ...config.nats,
       storeDir: path.resolve(baseDir, config.nats.storeDir),

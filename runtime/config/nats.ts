@@ -10,7 +10,7 @@ import { mustBe } from "./errors.js";
 import { always, port } from "./fields.js";
 
 /** A secret in the file, or the name of the environment variable that holds it. */
-const secret = (what: string) =>
+export const secret = (what: string) =>
   z
     .union([z.string().min(1), z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/) })], {
       // Never quote the value: it is a secret.

@@ -9,7 +9,7 @@ import { rulesSchema } from "../rules/schema.js";
 import { checkCollectorTopics, collectors } from "./collectors.js";
 import { integer, mustBe } from "./errors.js";
 import { always, HEADER_NAME, name, port } from "./fields.js";
-import { nats } from "./nats.js";
+import { nats, secret } from "./nats.js";
 
 /** The actor kinds a node runs, in pipeline order. */
 export const ACTOR_KINDS = ["ingest", "collector", "subqueue", "processor", "pusher"] as const;
@@ -268,7 +268,45 @@ const webhookTopic = z
   })
   .describe("Push by HTTP POST to a webhook (Standard Webhooks signatures).");
 
-const topic = z.discriminatedUnion("channel", [natsTopic, webhookTopic]).describe("A topic and its push channel.");
+/** What an email topic's template must render: the message's subject and its text body (html optional). */
+const EMAIL_FIELDS = ["subject", "text"];
+
+const emailTopic = z
+  .strictObject({
+    channel: z.literal("email"),
+    smtp: z
+      .strictObject({
+        host: z.string().min(1).describe("SMTP server host."),
+        port: port.default(587).describe("SMTP server port (587 for submission with STARTTLS, 465 for implicit TLS, 25)."),
+        secure: z.boolean().default(false).describe("TLS from the first byte (port 465). false: plain, upgraded with STARTTLS when the server offers it."),
+        requireTLS: z.boolean().default(false).describe("Refuse to send unless the connection is upgraded with STARTTLS."),
+        caFile: z.string().min(1).optional().describe("PEM file of the CA that signed the server's certificate (default: the system's CAs)."),
+        auth: z
+          .strictObject({ user: z.string().min(1).describe("SMTP user."), pass: secret("SMTP password") })
+          .optional()
+          .describe("SMTP login (AUTH PLAIN/LOGIN)."),
+        maxConnections: integer(1, 100).default(5).describe("Pooled connections to the server per pusher."),
+      })
+      .describe("The SMTP server the topic's mail goes to."),
+    from: z.string().min(3).describe('Sender address, e.g. "Herald <noreply@example.com>".'),
+    timeoutMs: integer(100, 300_000).default(10_000).describe("How long one message may take the server, in milliseconds."),
+    template: template
+      .superRefine((fields, ctx) => {
+        for (const f of EMAIL_FIELDS) {
+          if (!Object.hasOwn(fields, f)) ctx.addIssue({ code: "custom", path: [f], message: `an email topic's template must render "${f}" (and may render "html")` });
+        }
+      }, always)
+      .describe("Output field → template string: subject and text (required) and html (optional)."),
+    concurrency: integer(1, 10_000)
+      .optional()
+      .describe(
+        "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
+      ),
+    rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+  })
+  .describe("Push by email over SMTP: each message's `to` is the recipient's address.");
+
+const topic = z.discriminatedUnion("channel", [natsTopic, webhookTopic, emailTopic]).describe("A topic and its push channel.");
 
 const configObject = z
   .strictObject({
@@ -342,6 +380,7 @@ export type NodeConfig = HeraldConfig["nodes"][number];
 export type TopicConfig = HeraldConfig["topics"][string];
 export type NatsTopicConfig = Extract<TopicConfig, { channel: "nats" }>;
 export type WebhookTopicConfig = Extract<TopicConfig, { channel: "webhook" }>;
+export type EmailTopicConfig = Extract<TopicConfig, { channel: "email" }>;
 /** One entry of `collectors`. */
 export type CollectorConfig = HeraldConfig["collectors"][number];
 export type PostgresCollectorConfig = Extract<CollectorConfig, { kind: "postgres" }>;

@@ -5,11 +5,13 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
 import type { Channel } from "./channel.js";
+import { EmailChannel } from "./email.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { type Names } from "../../../runtime/names.js";
 
 export { pushPayload } from "./channel.js";
+export { EmailChannel, smtpOutcome } from "./email.js";
 export { NatsChannel } from "./nats.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
 export { retryAfterMs, WebhookChannel } from "./webhook.js";
@@ -42,6 +44,7 @@ export function createChannels(
   const byKind = new Map<ChannelKind, Channel>([
     ["nats", new NatsChannel(nc, names.out, opts.nats)],
     ["webhook", new WebhookChannel(opts.webhook)],
+    ["email", new EmailChannel()],
   ]);
   return {
     byKind,
