@@ -208,6 +208,16 @@ const template = z
   }, always)
   .describe("Output field → template string (`{{name}}` is replaced from the message data).");
 
+/** Every topic's in-flight budget and retrieval rules, whatever its channel. */
+const pacing = {
+  concurrency: integer(1, 10_000)
+    .optional()
+    .describe(
+      "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
+    ),
+  rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+};
+
 const natsTopic = z
   .strictObject({
     channel: z.literal("nats"),
@@ -225,12 +235,7 @@ const natsTopic = z
         "Publish to a JetStream stream that captures the subject and count a push as delivered only once the stream has stored it (its ack); the stream is yours to create. Absent or false: a core NATS publish, delivered once the server took it, even with no subscriber.",
       ),
     template: template.optional(),
-    concurrency: integer(1, 10_000)
-      .optional()
-      .describe(
-        "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
-      ),
-    rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+    ...pacing,
   })
   .describe("Push on a NATS subject.");
 
@@ -259,12 +264,7 @@ const webhookTopic = z
       .optional()
       .describe("Extra request headers."),
     template: template.optional(),
-    concurrency: integer(1, 10_000)
-      .optional()
-      .describe(
-        "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
-      ),
-    rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+    ...pacing,
   })
   .describe("Push by HTTP POST to a webhook (Standard Webhooks signatures).");
 
@@ -297,12 +297,7 @@ const emailTopic = z
         }
       }, always)
       .describe("Output field → template string: subject and text (required) and html (optional)."),
-    concurrency: integer(1, 10_000)
-      .optional()
-      .describe(
-        "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
-      ),
-    rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+    ...pacing,
   })
   .describe("Push by email over SMTP: each message's `to` is the recipient's address.");
 
