@@ -69,6 +69,8 @@ export interface Names {
   poisonBucket: string;
   /** KV bucket of collector checkpoints and status records. */
   collectorsBucket: string;
+  /** KV bucket of recipients and their addresses per channel (runtime/pipeline/recipients.ts). */
+  recipientsBucket: string;
 }
 
 export function names(prefix = "herald"): Names {
@@ -100,6 +102,7 @@ export function names(prefix = "herald"): Names {
     rulesBucket: `${prefix}_rules`,
     poisonBucket: `${prefix}_poison`,
     collectorsBucket: `${prefix}_collectors`,
+    recipientsBucket: `${prefix}_recipients`,
   };
 }
 
@@ -119,6 +122,8 @@ export const pauseKey = (topic: string) => `pause.topic.${topic}`;
 /** Poison-bucket keys. */
 export const suspectKey = (stream: string, seq: number) => `${stream}.${seq}`;
 export const deathKey = (node: string, actor: string) => `death.${node}.${actor}`;
+/** Recipients-bucket key of a recipient. */
+export const recipientKey = (id: string) => `r.${id}`;
 
 /** Collectors-bucket keys: a collector's checkpoint, and the status record `herald status` shows. */
 export const checkpointKey = (name: string) => `checkpoint.${name}`;

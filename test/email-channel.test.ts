@@ -141,7 +141,7 @@ describe("email channel", () => {
   it("a message that cannot be mail is a dead letter at once; a server that is down is a retry", async () => {
     const ch = new EmailChannel();
     try {
-      expect(await ch.push(message({ to: undefined }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining('"to" must be one email address, got none') });
+      expect(await ch.push(message({ to: undefined }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining('"to" must be one email address or a recipient id, got none') });
       expect(await ch.push(message({ to: "a@example.com, b@example.com" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected" });
       expect(await ch.push(message({ to: "x@example.com\r\nBcc: y@example.com" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected" });
       expect(await ch.push(message({ rendered: { text: "no subject" } }), topic)).toMatchObject({ outcome: "dead", reason: "render" });
@@ -195,6 +195,24 @@ describe("email channel", () => {
       }, { timeoutMs: 20_000, what: "the refused mail as a dead letter" });
       expect(letters).toEqual([expect.objectContaining({ topic: "mail", reason: "rejected", error: expect.stringMatching(/refused the mail \(550\)/) })]);
       expect(cluster.nodeOutput("n1")).not.toContain(PASS);
+
+      // A recipient id in `to`: the registry's addresses each get the mail; an unknown id is a dead letter.
+      const set = await cluster.cli(["recipients", "set", "ada", "--json", '{"email":["ada@example.com","ada@work.example.com"]}', "-c", cluster.configFile]);
+      expect(set.code, set.stderr).toBe(0);
+      expect(JSON.parse((await cluster.cli(["recipients", "get", "ada", "--json", "-c", cluster.configFile])).stdout)).toEqual({ email: ["ada@example.com", "ada@work.example.com"] });
+      const n = box.mails.length;
+      expect((await cluster.cli(["publish", "mail", "--to", "ada", "--data", '{"name":"Ada"}', "-c", cluster.configFile])).code).toBe(0);
+      await waitFor(() => box.mails.length >= n + 2, { timeoutMs: 20_000, what: "a mail at each of the recipient's addresses" });
+      expect(box.mails.slice(n).map((m) => (m.to as { text: string }).text).sort()).toEqual(["ada@example.com", "ada@work.example.com"]);
+      expect((await cluster.cli(["publish", "mail", "--to", "nobody-known", "--data", '{"name":"X"}', "-c", cluster.configFile])).code).toBe(0);
+      await waitFor(async () => {
+        const rows = JSON.parse((await cluster.cli(["dlq", "list", "--json", "-c", cluster.configFile])).stdout || "[]") as { error: string }[];
+        return rows.some((r) => r.error.includes('"nobody-known", which is neither an email address nor a recipient in the registry'));
+      }, { timeoutMs: 20_000, what: "the unknown recipient's dead letter" });
+      expect((await cluster.cli(["recipients", "rm", "ada", "-c", cluster.configFile])).stdout).toBe("recipient ada removed\n");
+      const gone = await cluster.cli(["recipients", "get", "ada", "-c", cluster.configFile]);
+      expect(gone.code).toBe(1);
+      expect(gone.stderr).toContain("no recipient ada in the registry");
     } finally {
       await cluster.stop();
     }

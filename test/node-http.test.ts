@@ -205,7 +205,7 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     ];
     expect(new Set(seen.map((s) => s[2]))).toEqual(new Set([202, 400, 404, 401, 415, 200]));
     // The operator's API is in the document too, path by path.
-    for (const p of ["/", "/v1/events", "/v1/dead-letters", "/v1/dead-letters/replay", "/v1/dead-letters/purge", "/v1/rules", "/v1/topics/{topic}/rules", "/v1/pause", "/v1/resume", "/v1/topics/{topic}/pause", "/v1/topics/{topic}/resume"]) {
+    for (const p of ["/", "/v1/events", "/v1/recipients/{id}", "/v1/dead-letters", "/v1/dead-letters/replay", "/v1/dead-letters/purge", "/v1/rules", "/v1/topics/{topic}/rules", "/v1/pause", "/v1/resume", "/v1/topics/{topic}/pause", "/v1/topics/{topic}/resume"]) {
       expect(doc.paths[p], p).toBeDefined();
     }
     for (const [p, m, status] of seen) expect(documented(p, m, status), `${m.toUpperCase()} ${p} answered ${status}, which the document does not list`).toBe(true);
@@ -265,6 +265,16 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     expect((await call("POST", "/v1/topics/demo/pause")).json).toEqual({ paused: true, stillPaused: [] });
     expect((await call("GET", "/v1/topics/demo/rules")).json.paused.scope).toBe("topic");
     expect((await call("POST", "/v1/topics/demo/resume")).json).toEqual({ paused: false, stillPaused: [] });
+
+    // The recipients registry.
+    expect((await call("GET", "/v1/recipients/ada")).status).toBe(404);
+    expect((await call("PUT", "/v1/recipients/ada", { email: ["Ada <ada@example.com>"] })).status).toBe(400);
+    expect((await call("PUT", "/v1/recipients/ada", { sms: ["+1"] })).json.error).toContain('unknown channel "sms"');
+    expect((await call("PUT", "/v1/recipients/bad..id", { email: [] })).status).toBe(400);
+    expect(await call("PUT", "/v1/recipients/ada", { email: ["ada@example.com"] })).toEqual({ status: 200, json: { id: "ada", email: ["ada@example.com"] } });
+    expect((await call("GET", "/v1/recipients/ada")).json).toEqual({ id: "ada", email: ["ada@example.com"] });
+    expect((await call("DELETE", "/v1/recipients/ada")).json).toEqual({ removed: true });
+    expect((await call("DELETE", "/v1/recipients/ada")).status).toBe(404);
     expect((await call("GET", "/v1/topics/demo/rules")).json.paused).toBeNull();
   });
 

@@ -13,6 +13,9 @@ import type { TopicConfig } from "../../runtime/config/index.js";
 import type { Counter, Histogram } from "../../runtime/metrics/meter.js";
 import type { Outcome, PushMessage } from "../../runtime/pipeline/types.js";
 import type { PushReply, PushRequest } from "../../runtime/pipeline/work.js";
+import type { KV } from "@nats-io/kv";
+import { bindBucket } from "../../runtime/nats/buckets.js";
+import { getRecipient } from "../../runtime/pipeline/recipients.js";
 import { createChannels, type Channels } from "./channels/index.js";
 
 class PusherActor extends Actor {
@@ -23,7 +26,10 @@ class PusherActor extends Actor {
 
   override async start(): Promise<void> {
     const { nc, names } = this.ctx;
-    this.channels = createChannels(nc, names);
+    // The recipients registry, bound on first use (a topic that never names a recipient never reads it).
+    let registry: Promise<KV> | undefined;
+    const recipients = async (id: string) => getRecipient(await (registry ??= bindBucket(nc, names.recipientsBucket).catch((err) => ((registry = undefined), Promise.reject(err)))), id);
+    this.channels = createChannels(nc, names, { recipients });
     this.sub = nc.subscribe(names.push, {
       queue: "herald-pushers",
       callback: (err, msg) => {

@@ -45,6 +45,11 @@ Usage:
                                              (poison, unknown-topic and too-large letters: their kept
                                              original, as it came)
   herald dlq purge [--topic T]               delete the dead letters (of topic T, or all)
+  herald recipients set ID (--json '{"email":[…]}' | --file F)
+                                             store recipient ID's addresses (replacing its old ones);
+                                             a message's --to ID then reaches them
+  herald recipients get ID [--json]          a recipient's addresses
+  herald recipients rm ID                    remove a recipient
   herald fault crash-actor --node NAME --actor ID
                                              fault drill: that actor's thread dies abruptly
   herald fault hang-actor --node NAME --actor ID
@@ -111,10 +116,13 @@ const commands: Record<string, { options: ParseArgsConfig["options"]; positional
   "dlq list": { options: { ...common, ...topic, json: { type: "boolean" }, limit: { type: "string" } }, positionals: 0 },
   "dlq replay": { options: { ...common, ...topic, all: { type: "boolean" } }, positionals: Infinity },
   "dlq purge": { options: { ...common, ...topic }, positionals: 0 },
+  "recipients set": { options: { ...common, json: { type: "string" }, file: { type: "string" } }, positionals: 1 },
+  "recipients get": { options: { ...common, json: { type: "boolean" } }, positionals: 1 },
+  "recipients rm": { options: { ...common }, positionals: 1 },
 };
 
 /** Commands whose first argument is an action with options of its own. */
-const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"] };
+const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"], recipients: ["set", "get", "rm"] };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
@@ -183,6 +191,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./commands/pause.js")).pauseCommand(flags, command === "resume");
     case "dlq":
       return (await import("./commands/dlq.js")).dlqCommand(action, parsed.positionals, flags);
+    case "recipients":
+      return (await import("./commands/recipients.js")).recipientsCommand(action, parsed.positionals[0], flags);
   }
   return 2;
 }

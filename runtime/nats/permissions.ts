@@ -25,10 +25,10 @@ export interface Permissions {
   allowResponses: boolean;
 }
 
-/** Every KV bucket Herald uses: the registry, rules, poison marks and collector checkpoints. */
+/** Every KV bucket Herald uses: the registry, rules, recipients, poison marks and collector checkpoints. */
 function buckets(prefix: string): string[] {
   const p = names(prefix);
-  return [names(prefix).registryBucket, p.rulesBucket, p.poisonBucket, names(prefix).collectorsBucket];
+  return [p.registryBucket, p.rulesBucket, p.recipientsBucket, p.poisonBucket, p.collectorsBucket];
 }
 
 /**
@@ -48,9 +48,9 @@ export function rolePermissions(role: Role, prefix = "herald", extraPublish: rea
     case "publisher":
       return { publish: [`${prefix}.in.>`, n.submit], subscribe: ["_INBOX.>"], allowResponses: false };
     case "operator": {
-      const [registry, rules] = buckets(prefix);
+      const [registry, rules, recipients] = buckets(prefix);
       return {
-        publish: [n.submit, n.status, `${prefix}.ctl.>`, `${prefix}.in.>`, "$JS.API.>", `$KV.${registry}.>`, `$KV.${rules}.>`],
+        publish: [n.submit, n.status, `${prefix}.ctl.>`, `${prefix}.in.>`, "$JS.API.>", `$KV.${registry}.>`, `$KV.${rules}.>`, `$KV.${recipients}.>`],
         subscribe: ["_INBOX.>", `${prefix}.out.>`, n.events],
         allowResponses: false,
       };

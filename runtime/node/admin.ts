@@ -10,6 +10,7 @@ import { HeraldError } from "../errors.js";
 import { names } from "../names.js";
 import { openClusterBucket } from "../nats/buckets.js";
 import { letterRow, letterScope, purgeLetters, readLetters, replayLetter, type StoredLetter } from "../pipeline/dead-letters.js";
+import { getRecipient, parseRecipient, putRecipient, removeRecipient } from "../pipeline/recipients.js";
 import { currentRule, pauseInForce, pausesLeft, setPaused, writeRules } from "../rules/store.js";
 import type { AdminApi, LetterSelection } from "./http-server.js";
 
@@ -71,6 +72,27 @@ export class NodeAdmin implements AdminApi {
     const t = this.#topic(topic);
     await setPaused(kv, t, paused);
     return { paused, stillPaused: paused ? [] : await pausesLeft(kv, t, Object.keys(this.config.topics)) };
+  }
+
+  async recipient(id: string): Promise<Record<string, unknown>> {
+    const r = await getRecipient(await this.#recipientsBucket(), id);
+    if (r === undefined) throw new HeraldError("UNKNOWN_ID", `no recipient ${JSON.stringify(id)} in the registry`);
+    return { id, ...r };
+  }
+
+  async setRecipient(id: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const r = parseRecipient(body);
+    await putRecipient(await this.#recipientsBucket(), id, r);
+    return { id, ...r };
+  }
+
+  async removeRecipient(id: string): Promise<{ removed: true }> {
+    if (!(await removeRecipient(await this.#recipientsBucket(), id))) throw new HeraldError("UNKNOWN_ID", `no recipient ${JSON.stringify(id)} in the registry`);
+    return { removed: true };
+  }
+
+  #recipientsBucket() {
+    return openClusterBucket(this.#nc(), names(this.config.subjectPrefix).recipientsBucket, "recipients");
   }
 
   /** The letters a selection names; every id must name one (nothing is done otherwise). */

@@ -17,6 +17,7 @@
  *   POST /v1/dead-letters/purge    { ids } | { all: true, topic?, reason? }
  *   GET|PUT /v1/rules, /v1/topics/<topic>/rules               the rule in force; PUT merges a patch
  *   POST /v1/pause, /v1/resume, /v1/topics/<topic>/pause|resume
+ *   GET|PUT|DELETE /v1/recipients/<id>                          the recipients registry
  *
  * With `http.token` set, /v1/* and /metrics need `Authorization: Bearer <token>`; the probes and
  * the API document do not (load balancers and process managers probe without credentials).
@@ -50,6 +51,9 @@ export interface AdminApi {
   rules(topic: string | undefined): Promise<{ rule: Record<string, unknown>; from: string; paused: { scope: string; at?: string } | null }>;
   setRules(topic: string | undefined, patch: Record<string, unknown>): Promise<{ rule: Record<string, unknown> }>;
   setPaused(topic: string | undefined, paused: boolean): Promise<{ paused: boolean; stillPaused: string[] }>;
+  recipient(id: string): Promise<Record<string, unknown>>;
+  setRecipient(id: string, body: Record<string, unknown>): Promise<Record<string, unknown>>;
+  removeRecipient(id: string): Promise<{ removed: true }>;
 }
 
 /** Largest JSON body the operator's API reads, bytes. */
@@ -94,9 +98,9 @@ export class NodeHttpServer {
   constructor(opts: NodeHttpOptions) {
     this.#opts = opts;
     const { app } = opts;
-    const open = (method: "GET" | "POST" | "PUT", path: string, h: Handler) =>
+    const open = (method: "GET" | "POST" | "PUT" | "DELETE", path: string, h: Handler) =>
       this.#router.on(method, path, (req, res) => h(req, res, new URLSearchParams((req.url ?? "").split("?")[1] ?? "")));
-    const guarded = (method: "GET" | "POST" | "PUT", path: string, h: Handler) =>
+    const guarded = (method: "GET" | "POST" | "PUT" | "DELETE", path: string, h: Handler) =>
       open(method, path, (req, res, query) => {
         if (this.#authorized(req)) return h(req, res, query);
         res.setHeader("www-authenticate", "Bearer");
@@ -140,7 +144,7 @@ export class NodeHttpServer {
         // HEAD is answered as GET (Node sends the headers without the body).
         const found = this.#router.find((req.method === "HEAD" ? "GET" : req.method) as "GET", path);
         if (found) return found.handler(req, res, found.params, found.store, found.searchParams);
-        const methods = (["GET", "POST", "PUT"] as const).filter((m) => this.#router.find(m, path));
+        const methods = (["GET", "POST", "PUT", "DELETE"] as const).filter((m) => this.#router.find(m, path));
         if (methods.length > 0) {
           res.setHeader("allow", methods.join(", "));
           return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}: use ${methods.join(" or ")}` });
@@ -194,7 +198,7 @@ export class NodeHttpServer {
     return sendJson(res, status, { error: reply.error, reason: reply.reason });
   }
 
-  #routeAdmin(route: (method: "GET" | "POST" | "PUT", path: string, h: Handler) => void, admin: AdminApi): void {
+  #routeAdmin(route: (method: "GET" | "POST" | "PUT" | "DELETE", path: string, h: Handler) => void, admin: AdminApi): void {
     const topicOf = (req: IncomingMessage) => decodeURIComponent(/^\/v1\/topics\/([^/?]+)/.exec(req.url ?? "")?.[1] ?? "");
     const run = (h: (req: IncomingMessage, query: URLSearchParams) => Promise<unknown>): Handler => async (req, res, query) => {
       try {
@@ -218,6 +222,10 @@ export class NodeHttpServer {
     route("POST", "/v1/resume", run(async () => admin.setPaused(undefined, false)));
     route("POST", "/v1/topics/:topic/pause", run(async (req) => admin.setPaused(topicOf(req), true)));
     route("POST", "/v1/topics/:topic/resume", run(async (req) => admin.setPaused(topicOf(req), false)));
+    const recipientOf = (req: IncomingMessage) => decodeURIComponent(/^\/v1\/recipients\/([^/?]+)/.exec(req.url ?? "")?.[1] ?? "");
+    route("GET", "/v1/recipients/:id", run(async (req) => admin.recipient(recipientOf(req))));
+    route("PUT", "/v1/recipients/:id", run(async (req) => admin.setRecipient(recipientOf(req), await readJsonBody(req))));
+    route("DELETE", "/v1/recipients/:id", run(async (req) => admin.removeRecipient(recipientOf(req))));
   }
 
   /** Server-sent events: an `update` every second (a `problem` when it cannot be read), until the client goes. */

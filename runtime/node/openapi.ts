@@ -79,6 +79,10 @@ export function openApiDocument(): object {
             paused: { type: ["object", "null"], properties: { scope: { type: "string", enum: ["all", "topic"] }, at: { type: "string" } } },
           },
         },
+        Recipient: {
+          type: "object",
+          properties: { id: { type: "string" }, email: { type: "array", items: { type: "string" }, description: "Plain addresses (no display name, no lists)." } },
+        },
         Status: { type: "object", description: "The cluster status: the same JSON as `herald status --json` (cluster, master, nodes, queue, exceptions, collectors, warnings)." },
       },
     },
@@ -219,6 +223,25 @@ export function openApiDocument(): object {
           },
         ]),
       ),
+      "/v1/recipients/{id}": {
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9_=-][A-Za-z0-9_=.-]{0,127}$" } }],
+        get: {
+          summary: "A recipient's addresses (herald recipients get)",
+          security: bearer,
+          responses: { "200": json({ $ref: "#/components/schemas/Recipient" }, "The recipient."), "401": json(error, "Missing or wrong bearer token."), "404": json(error, "No such recipient."), "503": json(error, "NATS cannot be read now.") },
+        },
+        put: {
+          summary: "Set a recipient's addresses, replacing what it had (herald recipients set)",
+          security: bearer,
+          requestBody: { required: true, content: { "application/json": { schema: { type: "object", properties: { email: { type: "array", items: { type: "string" }, maxItems: 50 } }, additionalProperties: false } } } },
+          responses: { "200": json({ $ref: "#/components/schemas/Recipient" }, "Stored."), "400": json(error, "Not a recipient (the reason)."), "401": json(error, "Missing or wrong bearer token."), "503": json(error, "NATS cannot take it now.") },
+        },
+        delete: {
+          summary: "Remove a recipient (herald recipients rm)",
+          security: bearer,
+          responses: { "200": json({ type: "object", properties: { removed: { const: true } } }, "Removed."), "401": json(error, "Missing or wrong bearer token."), "404": json(error, "No such recipient."), "503": json(error, "NATS cannot take it now.") },
+        },
+      },
       "/v1/events": {
         get: {
           summary: "The console's live feed: server-sent events, an `update` each second (the cluster status, this node's per-topic counts), a `problem` when NATS cannot be read",

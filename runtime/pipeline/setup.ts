@@ -76,6 +76,7 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, l
   }
   await ensureBucket(storage, n.poisonBucket, { history: 1, ttl: POISON_MARK_MAX_AGE_MS });
   await seedRules(await ensureBucket(storage, n.rulesBucket, { history: 5 }), config);
+  await ensureBucket(storage, n.recipientsBucket, { history: 3 });
 }
 
 async function ensureStream(jsm: JetStreamManager, storage: Storage, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -5,7 +5,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
 import type { Channel } from "./channel.js";
-import { EmailChannel } from "./email.js";
+import { EmailChannel, type RecipientLookup } from "./email.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { type Names } from "../../../runtime/names.js";
@@ -39,12 +39,12 @@ export interface Channels {
 export function createChannels(
   nc: NatsConnection,
   names: Pick<Names, "out">,
-  opts: { nats?: NatsChannelOptions; webhook?: WebhookChannelOptions } = {},
+  opts: { nats?: NatsChannelOptions; webhook?: WebhookChannelOptions; recipients?: RecipientLookup } = {},
 ): Channels {
   const byKind = new Map<ChannelKind, Channel>([
     ["nats", new NatsChannel(nc, names.out, opts.nats)],
     ["webhook", new WebhookChannel(opts.webhook)],
-    ["email", new EmailChannel()],
+    ["email", new EmailChannel(opts.recipients)],
   ]);
   return {
     byKind,
