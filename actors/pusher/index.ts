@@ -30,6 +30,7 @@ class PusherActor extends Actor {
     let registry: Promise<KV> | undefined;
     const recipients = async (id: string) => getRecipient(await (registry ??= bindBucket(nc, names.recipientsBucket).catch((err) => ((registry = undefined), Promise.reject(err)))), id);
     this.channels = createChannels(nc, names, { recipients });
+    for (const [name, topic] of Object.entries(this.ctx.config.topics)) this.meterOf(name, topic);
     this.sub = nc.subscribe(names.push, {
       queue: "herald-pushers",
       callback: (err, msg) => {
@@ -67,6 +68,14 @@ class PusherActor extends Actor {
   private async timedPush(name: string, topic: TopicConfig, m: PushMessage): Promise<Outcome> {
     const start = performance.now();
     const o = await this.channels.channelFor(topic).push(m, topic);
+    const h = this.meterOf(name, topic);
+    h.duration.observe((performance.now() - start) / 1000);
+    h[o.outcome].add();
+    return o;
+  }
+
+  /** A topic's push series, made on first use (every configured topic's at start). */
+  private meterOf(name: string, topic: TopicConfig) {
     let h = this.meters.get(name);
     if (!h) {
       const labels = { topic: name, channel: topic.channel };
@@ -79,9 +88,7 @@ class PusherActor extends Actor {
       };
       this.meters.set(name, h);
     }
-    h.duration.observe((performance.now() - start) / 1000);
-    h[o.outcome].add();
-    return o;
+    return h;
   }
 }
 

@@ -25,7 +25,11 @@ export class SubQueueMetrics {
     private readonly topics: Record<string, TopicConfig>,
     /** Wall-clock ms. */
     private readonly now: () => number,
-  ) {}
+  ) {
+    // Every configured topic's series exist from the start, at 0: a scrape shows them before
+    // the first message (and a rate over them has a starting point).
+    for (const t of Object.keys(topics)) this.#series(t);
+  }
 
   /** A queued message read for the first time. */
   received(env: Envelope): void {
