@@ -9,7 +9,7 @@ import type { HeraldConfig } from "../config/index.js";
 import { HeraldError } from "../errors.js";
 import { names } from "../names.js";
 import { openClusterBucket } from "../nats/buckets.js";
-import { letterRow, letterScope, purgeLetters, readLetters, replayLetter, type StoredLetter } from "../pipeline/dead-letters.js";
+import { deleteLetter, letterRow, letterScope, purgeLetters, readLetters, replayLetter, type StoredLetter } from "../pipeline/dead-letters.js";
 import { getRecipient, parseRecipient, putRecipient, removeRecipient } from "../pipeline/recipients.js";
 import { currentRule, pauseInForce, pausesLeft, setPaused, writeRules } from "../rules/store.js";
 import type { AdminApi, LetterSelection } from "./http-server.js";
@@ -48,8 +48,7 @@ export class NodeAdmin implements AdminApi {
     if ("all" in sel && sel.reason === undefined) return { purged: await purgeLetters(jsm, n, letterScope(this.config, n, this.#topic(sel.topic)), this.config.limits) };
     let purged = 0;
     for (const l of await this.#select(sel)) {
-      await jsm.streams.deleteMessage(n.dlqStream, l.seq);
-      if (l.letter?.body) await jsm.streams.deleteMessage(n.dlqStream, l.letter.body.seq).catch(() => false);
+      await deleteLetter(jsm, n, l);
       purged++;
     }
     return { purged };

@@ -32,7 +32,6 @@ import type { SubmitReply } from "../pipeline/work.js";
 import { consoleFiles } from "./console-files.js";
 import { openApiDocument } from "./openapi.js";
 
-
 /** One readiness check: its name, whether it passes, and what was seen. */
 export interface ReadyCheck {
   name: string;

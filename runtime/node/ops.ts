@@ -26,8 +26,9 @@ export class NodeOps implements NodeHttpApp {
   readonly admin: NodeAdmin;
   readonly #metrics: NodeMetrics;
   #turn = 0;
-  #live: { at: number; value: Promise<unknown> } | undefined;
-  #pipeline: { at: number; value: Promise<{ queue: number; exceptions: number; dead: number } | undefined> } | undefined;
+  /** Shared by every console watching this node: one status read per LIVE_SHARE_MS, however many watch. */
+  readonly live = sharedFor(LIVE_SHARE_MS, () => this.#readLive());
+  readonly #pipelineCounts = sharedFor(PIPELINE_CACHE_MS, () => this.#readPipelineCounts());
 
   constructor(
     private readonly supervisor: Supervisor,
@@ -70,23 +71,15 @@ export class NodeOps implements NodeHttpApp {
     return gatherStatus(nc, this.config);
   }
 
-  /** Shared by every console watching this node: one status read per LIVE_SHARE_MS, however many watch. */
-  live(): Promise<unknown> {
-    const now = performance.now();
-    if (!this.#live || now - this.#live.at > LIVE_SHARE_MS) this.#live = { at: now, value: this.#readLive() };
-    return this.#live.value;
-  }
-
   async #readLive(): Promise<unknown> {
     const [status, snapshot] = await Promise.all([this.status(), mergeSnapshotsOf(this.supervisor)]);
-    const topics: Record<string, { received: number; delivered: number; dead: number; latencySum: number; latencyCount: number }> = {};
-    const of = (t: string) => (topics[t] ??= { received: 0, delivered: 0, dead: 0, latencySum: 0, latencyCount: 0 });
+    // What the console's charts draw: deliveries and their stored-to-pushed latency, per topic.
+    const topics: Record<string, { delivered: number; latencySum: number; latencyCount: number }> = {};
+    const of = (t: string) => (topics[t] ??= { delivered: 0, latencySum: 0, latencyCount: 0 });
     for (const x of snapshot.series) {
       const t = x.labels.topic;
       if (t === undefined) continue;
-      if (x.name === "herald_messages_received_total") of(t).received += x.value;
-      else if (x.name === "herald_messages_delivered_total") of(t).delivered += x.value;
-      else if (x.name === "herald_messages_dead_lettered_total") of(t).dead += x.value;
+      if (x.name === "herald_messages_delivered_total") of(t).delivered += x.value;
       else if (x.name === "herald_stored_to_pushed_seconds") {
         of(t).latencySum += x.sum ?? 0;
         of(t).latencyCount += x.value;
@@ -133,22 +126,28 @@ export class NodeOps implements NodeHttpApp {
     ];
   }
 
-  #pipelineCounts(): Promise<{ queue: number; exceptions: number; dead: number } | undefined> {
+  #readPipelineCounts(): Promise<{ queue: number; exceptions: number; dead: number } | undefined> {
     const nc = this.supervisor.connection();
     if (!nc) return Promise.resolve(undefined);
-    const now = performance.now();
-    if (!this.#pipeline || now - this.#pipeline.at > PIPELINE_CACHE_MS) {
-      const value = pipelineCounts(nc, this.config.subjectPrefix).then(
-        (c) => ({ queue: c.queue.pending, exceptions: c.exceptions.retrying, dead: c.exceptions.dead }),
-        () => undefined,
-      );
-      this.#pipeline = { at: now, value };
-    }
-    return this.#pipeline.value;
+    return pipelineCounts(nc, this.config.subjectPrefix).then(
+      (c) => ({ queue: c.queue.pending, exceptions: c.exceptions.retrying, dead: c.exceptions.dead }),
+      () => undefined,
+    );
   }
+
 }
 
 /** Every count the node's actors have made so far. */
 async function mergeSnapshotsOf(supervisor: Supervisor) {
   return mergeSnapshots(await Promise.all(supervisor.actorHosts().map((h) => h.metrics())));
+}
+
+/** `read`, shared: callers within `ms` of the last read get its answer instead of a new read. */
+function sharedFor<T>(ms: number, read: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; value: Promise<T> } | undefined;
+  return () => {
+    const now = performance.now();
+    if (!last || now - last.at > ms) last = { at: now, value: read() };
+    return last.value;
+  };
 }

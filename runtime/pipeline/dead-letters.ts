@@ -139,9 +139,14 @@ export async function replayLetter(js: JetStreamClient, jsm: JetStreamManager, n
   } catch (err) {
     throw new HeraldError("REPLAY_FAILED", `cannot replay ${l.id}: publishing to ${again.subject} failed (${errorText(err)}): is the cluster running? (herald status)`);
   }
+  await deleteLetter(jsm, n, l);
+  return undefined;
+}
+
+/** Deletes one letter and the original it keeps beside it, if any. */
+export async function deleteLetter(jsm: JetStreamManager, n: Names, l: StoredLetter): Promise<void> {
   await jsm.streams.deleteMessage(n.dlqStream, l.seq);
   if (l.letter?.body) await jsm.streams.deleteMessage(n.dlqStream, l.letter.body.seq).catch(() => false);
-  return undefined;
 }
 
 /** What a replay of `l` publishes, or why it cannot be replayed. */
@@ -186,10 +191,7 @@ export async function purgeLetters(jsm: JetStreamManager, n: Names, scope: Lette
   } else {
     // An unconfigured topic's letters share their subject with other topics': one by one.
     const { letters } = await readLetters(jsm, n, scope, Infinity, limits);
-    for (const l of letters) {
-      await jsm.streams.deleteMessage(n.dlqStream, l.seq);
-      if (l.letter?.body) await jsm.streams.deleteMessage(n.dlqStream, l.letter.body.seq).catch(() => false);
-    }
+    for (const l of letters) await deleteLetter(jsm, n, l);
     purged = letters.length;
   }
   return purged;
