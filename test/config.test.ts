@@ -299,7 +299,7 @@ describe("errors name the path and the reason", () => {
     expectIssue(err, "topics.a.url", "required");
     expectIssue(err, "topics.b.url", "must be an http:// or https:// URL");
     expectIssue(err, "topics.c.secret", "whsec_");
-    expectIssue(err, "topics.d.channel", 'must be one of "nats", "webhook", "email" (got "smtp")');
+    expectIssue(err, "topics.d.channel", 'must be one of "nats", "webhook", "email", "webpush", "apns", "fcm", "sse" (got "smtp")');
   });
 
   test("email topics: smtp.host and from required, a template rendering subject and text", () => {
@@ -469,7 +469,7 @@ describe("cluster.config.schema.json", () => {
     expect(validateJsonSchema(schema, example)).toEqual([]);
     example.nodes[0].actors.procesor = 1;
     example.topics.demo.channel = "smtp";
-    expect(validateJsonSchema(schema, example)).toEqual(["nodes[0].actors: unknown key procesor", "topics.demo: matches 0 of 3 oneOf"]);
+    expect(validateJsonSchema(schema, example)).toEqual(["nodes[0].actors: unknown key procesor", "topics.demo: matches 0 of 7 oneOf"]);
   });
 });
 

@@ -141,7 +141,7 @@ describe("email channel", () => {
   it("a message that cannot be mail is a dead letter at once; a server that is down is a retry", async () => {
     const ch = new EmailChannel();
     try {
-      expect(await ch.push(message({ to: undefined }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining('"to" must be one email address or a recipient id, got none') });
+      expect(await ch.push(message({ to: undefined }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining('"to" must be a recipient id or one email:<address>, got none') });
       expect(await ch.push(message({ to: "a@example.com, b@example.com" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected" });
       expect(await ch.push(message({ to: "x@example.com\r\nBcc: y@example.com" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected" });
       expect(await ch.push(message({ rendered: { text: "no subject" } }), topic)).toMatchObject({ outcome: "dead", reason: "render" });
@@ -207,7 +207,7 @@ describe("email channel", () => {
       expect((await cluster.cli(["publish", "mail", "--to", "nobody-known", "--data", '{"name":"X"}', "-c", cluster.configFile])).code).toBe(0);
       await waitFor(async () => {
         const rows = JSON.parse((await cluster.cli(["dlq", "list", "--json", "-c", cluster.configFile])).stdout || "[]") as { error: string }[];
-        return rows.some((r) => r.error.includes('"nobody-known", which is neither an email address nor a recipient in the registry'));
+        return rows.some((r) => r.error.includes('"nobody-known", which is not a recipient in the registry'));
       }, { timeoutMs: 20_000, what: "the unknown recipient's dead letter" });
       expect((await cluster.cli(["recipients", "rm", "ada", "-c", cluster.configFile])).stdout).toBe("recipient ada removed\n");
       const gone = await cluster.cli(["recipients", "get", "ada", "-c", cluster.configFile]);

@@ -15,20 +15,24 @@ import type { Outcome, PushMessage } from "../../runtime/pipeline/types.js";
 import type { PushReply, PushRequest } from "../../runtime/pipeline/work.js";
 import type { KV } from "@nats-io/kv";
 import { bindBucket } from "../../runtime/nats/buckets.js";
-import { getRecipient } from "../../runtime/pipeline/recipients.js";
-import { createChannels, type Channels } from "./channels/index.js";
+import { getRecipient, removeAddresses } from "../../runtime/pipeline/recipients.js";
+import { createChannels, type Channels, type RecipientRegistry } from "./channels/index.js";
 
 class PusherActor extends Actor {
   private channels!: Channels;
   /** Per topic (one channel each): its push series. */
-  private readonly meters = new Map<string, { duration: Histogram; delivered: Counter; retry: Counter; dead: Counter }>();
+  private readonly meters = new Map<string, { duration: Histogram; delivered: Counter; retry: Counter; dead: Counter; nowhere: Counter; removed: Counter }>();
   private sub: Subscription | undefined;
 
   override async start(): Promise<void> {
     const { nc, names } = this.ctx;
     // The recipients registry, bound on first use (a topic that never names a recipient never reads it).
-    let registry: Promise<KV> | undefined;
-    const recipients = async (id: string) => getRecipient(await (registry ??= bindBucket(nc, names.recipientsBucket).catch((err) => ((registry = undefined), Promise.reject(err)))), id);
+    let bucket: Promise<KV> | undefined;
+    const kv = () => (bucket ??= bindBucket(nc, names.recipientsBucket).catch((err) => ((bucket = undefined), Promise.reject(err))));
+    const recipients: RecipientRegistry = {
+      get: async (id) => getRecipient(await kv(), id),
+      removeAddresses: async (id, kind, keys) => removeAddresses(await kv(), id, kind, keys),
+    };
     this.channels = createChannels(nc, names, { recipients });
     for (const [name, topic] of Object.entries(this.ctx.config.topics)) this.meterOf(name, topic);
     this.sub = nc.subscribe(names.push, {
@@ -70,7 +74,8 @@ class PusherActor extends Actor {
     const o = await this.channels.channelFor(topic).push(m, topic);
     const h = this.meterOf(name, topic);
     h.duration.observe((performance.now() - start) / 1000);
-    h[o.outcome].add();
+    h[o.outcome === "delivered" && o.nowhere ? "nowhere" : o.outcome].add();
+    if (o.outcome === "delivered" && o.removed) h.removed.add(o.removed);
     return o;
   }
 
@@ -85,6 +90,8 @@ class PusherActor extends Actor {
         delivered: meter.counter("herald_pushes_total", { ...labels, outcome: "delivered" }),
         retry: meter.counter("herald_pushes_total", { ...labels, outcome: "retry" }),
         dead: meter.counter("herald_pushes_total", { ...labels, outcome: "dead" }),
+        nowhere: meter.counter("herald_pushes_total", { ...labels, outcome: "nowhere" }),
+        removed: meter.counter("herald_addresses_removed_total", labels),
       };
       this.meters.set(name, h);
     }

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError, humanMessage, toIssues } from "./errors.js";
-import { configSchema, type HeraldConfig } from "./schema.js";
+import { configSchema, type HeraldConfig, type TopicConfig } from "./schema.js";
 
 /** The file every command reads when no `-c FILE` is given. */
 export const DEFAULT_CONFIG_FILE = "cluster.config.json";
@@ -48,7 +48,7 @@ function validate(input: unknown, baseDir: string, file: { shown: string; absolu
   const { auth, tls } = config.nats;
   // An email topic's CA file, like every path, is relative to the config file.
   const topics = Object.fromEntries(
-    Object.entries(config.topics).map(([name, t]) => [name, t.channel === "email" && t.smtp.caFile !== undefined ? { ...t, smtp: { ...t.smtp, caFile: at(t.smtp.caFile) } } : t]),
+    Object.entries(config.topics).map(([name, t]) => [name, topicFiles(t, at)]),
   );
   return {
     ...config,
@@ -123,4 +123,20 @@ function jsonErrorOffset(json: string): number {
 function lineColumn(text: string, offset: number): string {
   const lines = text.slice(0, offset).split("\n");
   return `line ${lines.length}, column ${lines[lines.length - 1]!.length + 1}`;
+}
+
+/** A topic with the files it names (CA, keys) resolved against the config file's directory. */
+function topicFiles(t: TopicConfig, at: (file: string | undefined) => string | undefined): TopicConfig {
+  switch (t.channel) {
+    case "email":
+      return t.smtp.caFile === undefined ? t : { ...t, smtp: { ...t.smtp, caFile: at(t.smtp.caFile) } };
+    case "webpush":
+      return t.caFile === undefined ? t : { ...t, caFile: at(t.caFile) };
+    case "apns":
+      return { ...t, keyFile: at(t.keyFile)!, ...(t.caFile === undefined ? {} : { caFile: at(t.caFile) }) };
+    case "fcm":
+      return { ...t, serviceAccountFile: at(t.serviceAccountFile)!, ...(t.caFile === undefined ? {} : { caFile: at(t.caFile) }) };
+    default:
+      return t;
+  }
 }

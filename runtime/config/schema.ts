@@ -301,7 +301,100 @@ const emailTopic = z
   })
   .describe("Push by email over SMTP: each message's `to` is the recipient's address.");
 
-const topic = z.discriminatedUnion("channel", [natsTopic, webhookTopic, emailTopic]).describe("A topic and its push channel.");
+/** A CA file for a provider endpoint: tests and private deployments point elsewhere. */
+const caFile = z.string().min(1).optional().describe("PEM file of the CA that signed the endpoint's certificate (default: the system's CAs); for sandboxes and tests.");
+const providerTimeout = integer(100, 300_000).default(10_000).describe("How long one request to the provider may take, in milliseconds.");
+/** How long a provider keeps a push for an offline device, in seconds (four weeks at most, as Web Push and FCM allow). */
+const ttlSec = (dflt: number) => integer(0, 2_419_200).default(dflt);
+
+const webpushTopic = z
+  .strictObject({
+    channel: z.literal("webpush"),
+    vapid: z
+      .strictObject({
+        subject: z
+          .string()
+          .regex(/^(mailto:[^\s]+|https:\/\/[^\s]+)$/, { error: (issue) => mustBe("a mailto: or https: URL the push service can reach you at", issue.input) })
+          .describe("Contact for the push service (RFC 8292 sub claim): mailto:ops@example.com or an https: URL."),
+        publicKey: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{87}$/, { error: "must be the base64url of a 65-byte P-256 public key (npx web-push generate-vapid-keys)" })
+          .describe("VAPID public key, base64url (the applicationServerKey browsers subscribe with)."),
+        privateKey: secret("VAPID private key (base64url of 32 bytes)"),
+      })
+      .describe("The application server's VAPID key pair (RFC 8292); make one with npx web-push generate-vapid-keys."),
+    ttlSec: ttlSec(86_400).describe("How long the push service keeps a push for an offline browser, in seconds (TTL header). A template field \"ttl\" overrides it per message."),
+    urgency: z
+      .enum(["very-low", "low", "normal", "high"])
+      .default("normal")
+      .describe("Urgency header (RFC 8030). A template field \"urgency\" overrides it per message."),
+    caFile,
+    timeoutMs: providerTimeout,
+    template: template.optional(),
+    ...pacing,
+  })
+  .describe("Push to browsers by Web Push (RFC 8030, VAPID, RFC 8291 encryption): `to` is a recipient with webpush subscriptions, or webpush:<subscription JSON>.");
+
+const apnsTopic = z
+  .strictObject({
+    channel: z.literal("apns"),
+    endpoint: z
+      .url({ protocol: /^https$/, error: (issue) => mustBe("an https:// URL", issue.input) })
+      .default("https://api.push.apple.com")
+      .describe("APNs origin: https://api.push.apple.com (production) or https://api.sandbox.push.apple.com (development builds)."),
+    teamId: z.string().regex(/^[A-Z0-9]{10}$/, { error: "must be your 10-character Apple team ID" }).describe("Apple Developer team ID (the JWT's iss)."),
+    keyId: z.string().regex(/^[A-Z0-9]{10}$/, { error: "must be the 10-character key ID of the .p8 key" }).describe("Key ID of the token-signing key (the JWT's kid)."),
+    keyFile: z.string().min(1).describe("The .p8 file (PKCS#8 PEM, P-256) Apple issued for token-based auth."),
+    bundleId: z.string().min(1).describe("The app's bundle ID (apns-topic header)."),
+    pushType: z
+      .enum(["alert", "background", "voip", "complication", "fileprovider", "mdm", "location", "liveactivity"])
+      .default("alert")
+      .describe("apns-push-type header."),
+    priority: z.union([z.literal(10), z.literal(5), z.literal(1)]).optional().describe("apns-priority: 10 at once, 5 power-considerate, 1 lowest. Default: APNs's (10; background pushes must say 5)."),
+    ttlSec: ttlSec(86_400).describe("How long APNs keeps the push for an offline device, in seconds (apns-expiration; 0: deliver now or never)."),
+    caFile,
+    timeoutMs: providerTimeout,
+    template: template.optional(),
+    ...pacing,
+  })
+  .describe("Push to Apple devices by APNs (HTTP/2, token-based auth): `to` is a recipient with apns tokens, or apns:<device token>.");
+
+const fcmTopic = z
+  .strictObject({
+    channel: z.literal("fcm"),
+    projectId: z.string().regex(/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/, { error: "must be the Firebase project ID" }).describe("Firebase project ID (the messages:send path)."),
+    serviceAccountFile: z
+      .string()
+      .min(1)
+      .describe("The service account's JSON key file (client_email, private_key, token_uri), from the Google Cloud console."),
+    endpoint: z
+      .url({ protocol: /^https$/, error: (issue) => mustBe("an https:// URL", issue.input) })
+      .default("https://fcm.googleapis.com")
+      .describe("FCM HTTP v1 API origin."),
+    ttlSec: ttlSec(86_400).describe("android.ttl: how long FCM keeps the push for an offline device, in seconds."),
+    priority: z.enum(["normal", "high"]).default("normal").describe("android.priority."),
+    caFile,
+    timeoutMs: providerTimeout,
+    template: template.optional(),
+    ...pacing,
+  })
+  .describe("Push to Android, iOS and web apps by Firebase Cloud Messaging (HTTP v1, OAuth2 service account): `to` is a recipient with fcm tokens, or fcm:<registration token>.");
+
+const sseTopic = z
+  .strictObject({
+    channel: z.literal("sse"),
+    retainMs: integer(1000, 30 * 86_400_000)
+      .default(86_400_000)
+      .describe("How long pushes are kept for clients to catch up (Last-Event-ID, a recipient offline), in milliseconds."),
+    retainPerRecipient: integer(1, 100_000).default(1000).describe("Most pushes kept per recipient; the oldest go first."),
+    template: template.optional(),
+    ...pacing,
+  })
+  .describe("Stream to browsers and apps as server-sent events: GET /v1/subscribe/<topic>?to=<recipient> on any node.");
+
+const topic = z
+  .discriminatedUnion("channel", [natsTopic, webhookTopic, emailTopic, webpushTopic, apnsTopic, fcmTopic, sseTopic])
+  .describe("A topic and its push channel.");
 
 const configObject = z
   .strictObject({
@@ -376,6 +469,10 @@ export type TopicConfig = HeraldConfig["topics"][string];
 export type NatsTopicConfig = Extract<TopicConfig, { channel: "nats" }>;
 export type WebhookTopicConfig = Extract<TopicConfig, { channel: "webhook" }>;
 export type EmailTopicConfig = Extract<TopicConfig, { channel: "email" }>;
+export type WebPushTopicConfig = Extract<TopicConfig, { channel: "webpush" }>;
+export type ApnsTopicConfig = Extract<TopicConfig, { channel: "apns" }>;
+export type FcmTopicConfig = Extract<TopicConfig, { channel: "fcm" }>;
+export type SseTopicConfig = Extract<TopicConfig, { channel: "sse" }>;
 /** One entry of `collectors`. */
 export type CollectorConfig = HeraldConfig["collectors"][number];
 export type PostgresCollectorConfig = Extract<CollectorConfig, { kind: "postgres" }>;

@@ -48,8 +48,13 @@ export const METRICS = {
   },
   herald_pushes_total: {
     kind: "counter",
-    help: "Pushes a pusher made, by topic, channel and outcome (delivered, retry, dead).",
+    help: "Pushes a pusher made, by topic, channel and outcome (delivered, nowhere: to no live address, retry, dead).",
     labels: ["topic", "channel", "outcome"],
+  },
+  herald_addresses_removed_total: {
+    kind: "counter",
+    help: "Addresses a provider reported dead (410, Unregistered, BadDeviceToken, UNREGISTERED) and the pusher removed from the recipients registry, by topic and channel.",
+    labels: ["topic", "channel"],
   },
   herald_push_duration_seconds: {
     kind: "histogram",

@@ -41,7 +41,14 @@ export interface PushMessage {
  * - `dead`: a permanent failure (invalid input, render error, other 4xx) → dead letters at once.
  */
 export type Outcome =
-  | { outcome: "delivered"; detail?: string }
+  | {
+      outcome: "delivered";
+      detail?: string;
+      /** Addresses the provider reported dead and the channel removed from the recipients registry. */
+      removed?: number;
+      /** Delivered nowhere: every address was dead or the recipient had none (not a failure to retry). */
+      nowhere?: boolean;
+    }
   | { outcome: "retry"; reason: string; retryAfterMs?: number }
   | { outcome: "dead"; reason: DeadReason; error: string };
 

@@ -13,12 +13,10 @@ import nodemailer, { type Transporter } from "nodemailer";
 import type { EmailTopicConfig, TopicConfig } from "../../../runtime/config/schema.js";
 import { errorText } from "../../../runtime/errors.js";
 import { revealSecret } from "../../../runtime/nats/connect.js";
-import { EMAIL_ADDRESS as ADDRESS, type Recipient } from "../../../runtime/pipeline/recipients.js";
+import { EMAIL_ADDRESS as ADDRESS } from "../../../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { InFlight, type Channel } from "./channel.js";
-
-/** Finds a recipient's addresses in the registry (undefined: no such recipient). */
-export type RecipientLookup = (id: string) => Promise<Recipient | undefined>;
+import { pushToAddresses, type RecipientRegistry } from "./devices.js";
 
 export class EmailChannel implements Channel {
   readonly kind = "email" as const;
@@ -26,8 +24,8 @@ export class EmailChannel implements Channel {
   /** One pooled transport per SMTP server configuration. */
   readonly #transports = new Map<string, Transporter>();
 
-  /** @param recipients the registry; without one, `to` must be an address. */
-  constructor(private readonly recipients?: RecipientLookup) {}
+  /** @param registry the recipients registry; without one, `to` must be an address. */
+  constructor(private readonly registry?: RecipientRegistry) {}
 
   push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "email channel is closed" });
@@ -42,8 +40,6 @@ export class EmailChannel implements Channel {
 
   async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
     if (topic.channel !== "email") return { outcome: "dead", reason: "rejected", error: `email channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
-    const to = msg.to;
-    if (to === undefined) return { outcome: "dead", reason: "rejected", error: `topic ${msg.topic} sends email: the message's "to" must be one email address or a recipient id, got none` };
     const { subject, text, html } = msg.rendered;
     if (typeof subject !== "string" || typeof text !== "string") {
       return { outcome: "dead", reason: "render", error: `topic ${msg.topic}: the template must render "subject" and "text" for email` };
@@ -55,42 +51,28 @@ export class EmailChannel implements Channel {
       return { outcome: "dead", reason: "rejected", error: `topic ${msg.topic}: ${errorText(err)}; fix it and replay the dead letters` };
     }
     const where = `${topic.smtp.host}:${topic.smtp.port}`;
-    const send = async (address: string): Promise<Outcome> => {
-      try {
-        const info = await transport.sendMail({
-          from: topic.from,
-          to: address,
-          subject,
-          text,
-          ...(typeof html === "string" ? { html } : {}),
-          // The message id travels as a header, so a receiver can tell a retry's duplicate.
-          headers: { "X-Herald-Id": msg.id },
-        });
-        return { outcome: "delivered", detail: `accepted by ${where}: ${String(info.response).slice(0, 200)}` };
-      } catch (err) {
-        return smtpOutcome(err, where);
-      }
-    };
-    if (ADDRESS.test(to)) return send(to);
-    const addresses = await this.#addresses(to, msg.topic);
-    if (!Array.isArray(addresses)) return addresses;
-    if (addresses.length === 0) return { outcome: "delivered", detail: `recipient ${to} has no email address: nothing to send` };
-    return combine(to, addresses, await Promise.all(addresses.map(send)));
-  }
-
-  /** The recipient's email addresses, or the outcome when they cannot be had. */
-  async #addresses(id: string, topic: string): Promise<string[] | Outcome> {
-    if (!this.recipients) return { outcome: "dead", reason: "rejected", error: `topic ${topic} sends email: "to" is neither an email address nor, without a recipients registry, a recipient` };
-    let r: Recipient | undefined;
-    try {
-      r = await this.recipients(id);
-    } catch (err) {
-      return { outcome: "retry", reason: `cannot read recipient ${JSON.stringify(id.slice(0, 130))} from the recipients registry: ${errorText(err)}` };
-    }
-    if (r === undefined) {
-      return { outcome: "dead", reason: "rejected", error: `topic ${topic} sends email to ${JSON.stringify(id.slice(0, 130))}, which is neither an email address nor a recipient in the registry (herald recipients set ID --json '{"email":["…"]}'); replay the letter once it is` };
-    }
-    return r.email ?? [];
+    return pushToAddresses(msg, {
+      kind: "email",
+      bare: (to) => ADDRESS.test(to),
+      parse: (text) => (ADDRESS.test(text) ? text : { problem: "one plain address such as ada@example.com (no display name, no list)" }),
+      describe: (address) => address,
+      send: async (address) => {
+        try {
+          const info = await transport.sendMail({
+            from: topic.from,
+            to: address,
+            subject,
+            text,
+            ...(typeof html === "string" ? { html } : {}),
+            // The message id travels as a header, so a receiver can tell a retry's duplicate.
+            headers: { "X-Herald-Id": msg.id },
+          });
+          return { outcome: "delivered", detail: `accepted by ${where}: ${String(info.response).slice(0, 200)}` };
+        } catch (err) {
+          return smtpOutcome(err, where);
+        }
+      },
+    }, this.registry);
   }
 
   #transport(topic: EmailTopicConfig, name: string): Transporter {
@@ -115,21 +97,6 @@ export class EmailChannel implements Channel {
     }
     return t;
   }
-}
-
-/**
- * One outcome for a mail sent to each of a recipient's addresses: retry if any was deferred (the
- * retry sends to all of them again: at least once), else delivered if any server took it (the
- * refused ones named), else the refusal.
- */
-function combine(id: string, addresses: string[], outcomes: Outcome[]): Outcome {
-  const retry = outcomes.find((o) => o.outcome === "retry");
-  if (retry) return retry;
-  const refused = addresses.filter((_, i) => outcomes[i]!.outcome === "dead");
-  if (refused.length < addresses.length) {
-    return { outcome: "delivered", detail: `sent to ${addresses.length - refused.length} of recipient ${id}'s ${addresses.length} addresses${refused.length ? `; refused: ${refused.join(", ")}` : ""}` };
-  }
-  return outcomes[0]!;
 }
 
 /** What a failed send means: the server's 4xx and broken connections are worth a retry; its 5xx is final. */

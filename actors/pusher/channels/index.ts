@@ -5,7 +5,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
 import type { Channel } from "./channel.js";
-import { EmailChannel, type RecipientLookup } from "./email.js";
+import type { RecipientRegistry } from "./devices.js";
+import { EmailChannel } from "./email.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { type Names } from "../../../runtime/names.js";
@@ -16,6 +17,8 @@ export { NatsChannel } from "./nats.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
 export { retryAfterMs, WebhookChannel } from "./webhook.js";
 export type { Channel } from "./channel.js";
+export { pushToAddresses } from "./devices.js";
+export type { AddressedSend, AddressOutcome, RecipientRegistry } from "./devices.js";
 export type { NatsChannelOptions } from "./nats.js";
 export type { VerifyOptions } from "./signature.js";
 export type { WebhookChannelOptions } from "./webhook.js";
@@ -39,7 +42,7 @@ export interface Channels {
 export function createChannels(
   nc: NatsConnection,
   names: Pick<Names, "out">,
-  opts: { nats?: NatsChannelOptions; webhook?: WebhookChannelOptions; recipients?: RecipientLookup } = {},
+  opts: { nats?: NatsChannelOptions; webhook?: WebhookChannelOptions; recipients?: RecipientRegistry } = {},
 ): Channels {
   const byKind = new Map<ChannelKind, Channel>([
     ["nats", new NatsChannel(nc, names.out, opts.nats)],
