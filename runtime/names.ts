@@ -12,6 +12,8 @@
  * | rules (KV)       | `herald_rules`       | `default`, `topic.<T>`, `pause.all`, `pause.topic.<T>` |
  * | poison (KV)      | `herald_poison`      | `<stream>.<seq>`, `death.<node>.<actor>`          |
  * | collectors (KV)  | `herald_collectors`  | `checkpoint.<name>`, `status.<name>`              |
+ * | recipients (KV)  | `herald_recipients`  | `r.<id>`                                          |
+ * | sse retention    | `HERALD_SSE_<topic>` | `herald.sse.<topic>.<recipient>`                  |
  *
  * What lives in the streams and why is in pipeline/streams.ts.
  */
@@ -71,6 +73,15 @@ export interface Names {
   collectorsBucket: string;
   /** KV bucket of recipients and their addresses per channel (runtime/pipeline/recipients.ts). */
   recipientsBucket: string;
+
+  /** Retention stream of an `sse` topic: what its streams replay to a client that reconnects. */
+  sseStream(topic: string): string;
+  /** `herald.sse.<topic>.>`: what an `sse` topic's retention stream captures. */
+  sseSubjects(topic: string): string;
+  /** `herald.sse.<topic>.<recipient>`: one recipient's pushes of an `sse` topic. */
+  sse(topic: string, recipient: string): string;
+  /** `herald.sse.>`: every `sse` push, which each node's HTTP port follows live. */
+  sseAll: string;
 }
 
 export function names(prefix = "herald"): Names {
@@ -103,6 +114,10 @@ export function names(prefix = "herald"): Names {
     poisonBucket: `${prefix}_poison`,
     collectorsBucket: `${prefix}_collectors`,
     recipientsBucket: `${prefix}_recipients`,
+    sseStream: (topic) => `${up}_SSE_${topic}`,
+    sseSubjects: (topic) => `${prefix}.sse.${topic}.>`,
+    sse: (topic, recipient) => `${prefix}.sse.${topic}.${recipient}`,
+    sseAll: `${prefix}.sse.>`,
   };
 }
 

@@ -102,7 +102,7 @@ describe("defaults", () => {
         drainTimeoutMs: 10_000,
         restart: { initialDelayMs: 0, maxDelayMs: 5000, intensity: 10, periodMs: 60_000 },
       },
-      http: { host: "127.0.0.1", maxBodyBytes: 1_048_576 },
+      http: { host: "127.0.0.1", maxBodyBytes: 1_048_576, sseHeartbeatMs: 15_000, sseMaxClients: 10_000, corsOrigins: [] },
       limits: { maxPayloadBytes: 262_144, maxDepth: 32, maxValues: 100_000, maxKeys: 10_000, maxStringBytes: 262_144 },
       pipeline: {
         maxInFlight: 64,

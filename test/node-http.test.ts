@@ -269,7 +269,7 @@ describe("a node's HTTP port: metrics, health, status, API document", () => {
     // The recipients registry.
     expect((await call("GET", "/v1/recipients/ada")).status).toBe(404);
     expect((await call("PUT", "/v1/recipients/ada", { email: ["Ada <ada@example.com>"] })).status).toBe(400);
-    expect((await call("PUT", "/v1/recipients/ada", { sms: ["+1"] })).json.error).toContain('unknown channel "sms"');
+    expect((await call("PUT", "/v1/recipients/ada", { sms: ["+1"] })).json.error).toContain('unknown field "sms" in the recipient');
     expect((await call("PUT", "/v1/recipients/bad..id", { email: [] })).status).toBe(400);
     expect(await call("PUT", "/v1/recipients/ada", { email: ["ada@example.com"] })).toEqual({ status: 200, json: { id: "ada", email: ["ada@example.com"] } });
     expect((await call("GET", "/v1/recipients/ada")).json).toEqual({ id: "ada", email: ["ada@example.com"] });

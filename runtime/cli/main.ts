@@ -45,11 +45,13 @@ Usage:
                                              (poison, unknown-topic and too-large letters: their kept
                                              original, as it came)
   herald dlq purge [--topic T]               delete the dead letters (of topic T, or all)
-  herald recipients set ID (--json '{"email":[…]}' | --file F)
+  herald recipients set ID (--json '{"email":[…],"webpush":[…],"apns":[…],"fcm":[…]}' | --file F)
                                              store recipient ID's addresses (replacing its old ones);
                                              a message's --to ID then reaches them
   herald recipients get ID [--json]          a recipient's addresses
   herald recipients rm ID                    remove a recipient
+  herald recipients token ID [--revoke]      issue a token that reads ID's sse streams (printed
+                                             once), or withdraw all of ID's tokens
   herald fault crash-actor --node NAME --actor ID
                                              fault drill: that actor's thread dies abruptly
   herald fault hang-actor --node NAME --actor ID
@@ -119,10 +121,11 @@ const commands: Record<string, { options: ParseArgsConfig["options"]; positional
   "recipients set": { options: { ...common, json: { type: "string" }, file: { type: "string" } }, positionals: 1 },
   "recipients get": { options: { ...common, json: { type: "boolean" } }, positionals: 1 },
   "recipients rm": { options: { ...common }, positionals: 1 },
+  "recipients token": { options: { ...common, revoke: { type: "boolean" } }, positionals: 1 },
 };
 
 /** Commands whose first argument is an action with options of its own. */
-const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"], recipients: ["set", "get", "rm"] };
+const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"], recipients: ["set", "get", "rm", "token"] };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;

@@ -74,6 +74,14 @@ const http = z
     host: z.string().min(1).default("127.0.0.1").describe("Listen host of the HTTP ingest (each node's port is nodes[].http.port)."),
     token: z.string().min(1).optional().describe("Bearer token required by POST /v1/messages. Absent: no authentication."),
     maxBodyBytes: integer(1, 67_108_864).default(1_048_576).describe("Largest accepted request body, in bytes."),
+    sseHeartbeatMs: integer(100, 300_000)
+      .default(15_000)
+      .describe("A comment line goes down every open /v1/subscribe stream this often, in milliseconds, so proxies keep idle streams open."),
+    sseMaxClients: integer(1, 1_000_000).default(10_000).describe("Most /v1/subscribe streams one node serves at once; past it a client gets 503 (and tries another node)."),
+    corsOrigins: z
+      .array(z.union([z.literal("*"), z.url({ protocol: /^https?$/, error: (issue) => mustBe('an origin such as "https://app.example.com", or "*"', issue.input) })]))
+      .default(() => [])
+      .describe('Web origins whose pages may read /v1/subscribe streams (Access-Control-Allow-Origin), e.g. ["https://app.example.com"]; "*" for any.'),
   })
   .prefault({})
   .describe("HTTP ingest (POST /v1/messages), served by nodes that set http.port.");

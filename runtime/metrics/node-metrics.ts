@@ -28,6 +28,8 @@ export interface NodeMetricsSource {
   actorMetrics(): Promise<MetricSnapshot>;
   heartbeatAgeSeconds(): number;
   natsReconnects(): number;
+  /** The sse streams this node serves now, and the events it has written to them. */
+  sse(): { clients: number; events: number };
   /** Messages in the pipeline's streams (cluster-wide); undefined when NATS cannot say now. */
   pipeline(): Promise<{ queue: number; exceptions: number; dead: number } | undefined>;
 }
@@ -130,6 +132,23 @@ export class NodeMetrics {
     pipelineGauge("herald_queue_pending", "Messages in the queue stream, cluster-wide (received, not yet settled).", (p) => p.queue);
     pipelineGauge("herald_exceptions_retrying", "Entries in the exception stream, cluster-wide (failed pushes waiting for their retry).", (p) => p.exceptions);
     pipelineGauge("herald_dead_letters", "Dead letters kept, cluster-wide.", (p) => p.dead);
+    new Gauge({
+      name: "herald_sse_clients",
+      help: "Clients connected to this node's /v1/subscribe streams.",
+      registers: register,
+      collect() {
+        this.set(source.sse().clients);
+      },
+    });
+    new Counter({
+      name: "herald_sse_events_total",
+      help: "Pushes this node wrote to /v1/subscribe streams (one per client shown).",
+      registers: register,
+      collect() {
+        this.reset();
+        this.inc(source.sse().events);
+      },
+    });
     new Counter({
       name: "herald_supervisor_nats_reconnects_total",
       help: "Times the supervisor's NATS connection reconnected.",

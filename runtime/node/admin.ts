@@ -10,7 +10,7 @@ import { HeraldError } from "../errors.js";
 import { names } from "../names.js";
 import { openClusterBucket } from "../nats/buckets.js";
 import { deleteLetter, letterRow, letterScope, purgeLetters, readLetters, replayLetter, type StoredLetter } from "../pipeline/dead-letters.js";
-import { getRecipient, parseRecipient, putRecipient, removeRecipient } from "../pipeline/recipients.js";
+import { getRecipient, issueToken, parseRecipient, putRecipient, removeRecipient, revokeTokens, shownRecipient } from "../pipeline/recipients.js";
 import { currentRule, pauseInForce, pausesLeft, setPaused, writeRules } from "../rules/store.js";
 import type { AdminApi, LetterSelection } from "./http-server.js";
 
@@ -76,13 +76,21 @@ export class NodeAdmin implements AdminApi {
   async recipient(id: string): Promise<Record<string, unknown>> {
     const r = await getRecipient(await this.#recipientsBucket(), id);
     if (r === undefined) throw new HeraldError("UNKNOWN_ID", `no recipient ${JSON.stringify(id)} in the registry`);
-    return { id, ...r };
+    return { id, ...shownRecipient(r) };
   }
 
   async setRecipient(id: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const r = parseRecipient(body);
-    await putRecipient(await this.#recipientsBucket(), id, r);
-    return { id, ...r };
+    const kv = await this.#recipientsBucket();
+    await putRecipient(kv, id, parseRecipient(body));
+    return { id, ...shownRecipient((await getRecipient(kv, id)) ?? {}) };
+  }
+
+  async issueToken(id: string): Promise<{ token: string }> {
+    return { token: await issueToken(await this.#recipientsBucket(), id) };
+  }
+
+  async revokeTokens(id: string): Promise<{ revoked: number }> {
+    return { revoked: await revokeTokens(await this.#recipientsBucket(), id) };
   }
 
   async removeRecipient(id: string): Promise<{ removed: true }> {

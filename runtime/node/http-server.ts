@@ -18,9 +18,16 @@
  *   GET|PUT /v1/rules, /v1/topics/<topic>/rules               the rule in force; PUT merges a patch
  *   POST /v1/pause, /v1/resume, /v1/topics/<topic>/pause|resume
  *   GET|PUT|DELETE /v1/recipients/<id>                          the recipients registry
+ *   POST|DELETE /v1/recipients/<id>/tokens                      issue / withdraw stream tokens
+ *
+ * and the `sse` channel's streams (runtime/node/sse-hub.ts):
+ *
+ *   GET  /v1/subscribe/<topic>?to=<recipient>   the recipient's pushes as server-sent events
  *
  * With `http.token` set, /v1/* and /metrics need `Authorization: Bearer <token>`; the probes and
- * the API document do not (load balancers and process managers probe without credentials).
+ * the API document do not (load balancers and process managers probe without credentials). A
+ * stream also takes the token as `?access_token=` (EventSource cannot send headers), or a token
+ * issued to its recipient.
  */
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -31,6 +38,7 @@ import type { Logger } from "../log.js";
 import type { SubmitReply } from "../pipeline/work.js";
 import { consoleFiles } from "./console-files.js";
 import { openApiDocument } from "./openapi.js";
+import type { SseHub } from "./sse-hub.js";
 
 /** One readiness check: its name, whether it passes, and what was seen. */
 export interface ReadyCheck {
@@ -53,6 +61,8 @@ export interface AdminApi {
   recipient(id: string): Promise<Record<string, unknown>>;
   setRecipient(id: string, body: Record<string, unknown>): Promise<Record<string, unknown>>;
   removeRecipient(id: string): Promise<{ removed: true }>;
+  issueToken(id: string): Promise<{ token: string }>;
+  revokeTokens(id: string): Promise<{ revoked: number }>;
 }
 
 /** Largest JSON body the operator's API reads, bytes. */
@@ -73,7 +83,12 @@ export interface NodeHttpApp {
   admin: AdminApi;
   /** One update of the console's live feed: the cluster status and this node's per-topic counts. */
   live(): Promise<unknown>;
+  /** The `sse` channel's streams. */
+  streams: Pick<SseHub, "open">;
 }
+
+/** Headers of a server-sent event stream (no-transform and x-accel-buffering: proxies must not buffer it). */
+const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache, no-transform", connection: "keep-alive", "x-accel-buffering": "no" };
 
 /** The console's live feed sends an update this often, ms. */
 const LIVE_EVERY_MS = 1000;
@@ -83,6 +98,8 @@ export interface NodeHttpOptions {
   port: number;
   token: string | undefined;
   maxBodyBytes: number;
+  /** Origins whose pages may read the streams ("*": any). */
+  corsOrigins: readonly string[];
   app: NodeHttpApp;
   log: Logger;
 }
@@ -131,6 +148,8 @@ export class NodeHttpServer {
     open("GET", "/openapi.json", (_req, res) => sendJson(res, 200, openApiDocument()));
     this.#routeAdmin(guarded, app.admin);
     guarded("GET", "/v1/events", (req, res) => this.#events(req, res));
+    // Its own access check: the operator's token, or one issued to the recipient (sse-hub.ts).
+    open("GET", "/v1/subscribe/:topic", (req, res, query) => this.#subscribe(req, res, query));
     for (const [url, file] of consoleFiles()) {
       open("GET", url, (_req, res) => {
         res.writeHead(200, { "content-type": file.type, "content-length": file.body.length, "cache-control": "no-cache" });
@@ -153,7 +172,8 @@ export class NodeHttpServer {
       Promise.resolve()
         .then(run)
         .catch((err) => {
-          opts.log.error("HTTP handler failed", { path: req.url, error: errorText(err) });
+          // The path only: a query may hold an access token.
+          opts.log.error("HTTP handler failed", { path, error: errorText(err) });
           if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
           else res.destroy();
         });
@@ -225,6 +245,8 @@ export class NodeHttpServer {
     route("GET", "/v1/recipients/:id", run(async (req) => admin.recipient(recipientOf(req))));
     route("PUT", "/v1/recipients/:id", run(async (req) => admin.setRecipient(recipientOf(req), await readJsonBody(req))));
     route("DELETE", "/v1/recipients/:id", run(async (req) => admin.removeRecipient(recipientOf(req))));
+    route("POST", "/v1/recipients/:id/tokens", run(async (req) => admin.issueToken(recipientOf(req))));
+    route("DELETE", "/v1/recipients/:id/tokens", run(async (req) => admin.revokeTokens(recipientOf(req))));
   }
 
   /** Server-sent events: an `update` every second (a `problem` when it cannot be read), until the client goes. */
@@ -248,6 +270,38 @@ export class NodeHttpServer {
     req.on("close", () => clearInterval(timer));
   }
 
+  /** A recipient's pushes of an `sse` topic, replayed after Last-Event-ID and then live, until the client goes. */
+  async #subscribe(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
+    const origin = req.headers.origin;
+    const cors = this.#opts.corsOrigins;
+    if (origin !== undefined && (cors.includes("*") || cors.includes(origin))) {
+      res.setHeader("access-control-allow-origin", cors.includes("*") ? "*" : origin);
+      res.setHeader("vary", "origin");
+    }
+    const topic = decodeURIComponent(/^\/v1\/subscribe\/([^/?]+)/.exec(req.url ?? "")?.[1] ?? "");
+    const token = /^Bearer (.+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? query.get("access_token") ?? undefined;
+    const header = req.headers["last-event-id"];
+    const lastEventId = (typeof header === "string" && header !== "" ? header : undefined) ?? query.get("lastEventId") ?? undefined;
+    // The stream's headers go with its first event: a refusal before that is a plain JSON answer.
+    const sink = {
+      write: (text: string) => {
+        if (!res.headersSent) res.writeHead(200, SSE_HEADERS);
+        return res.write(text);
+      },
+      buffered: () => res.writableLength,
+      end: () => res.end(),
+    };
+    const operator = this.#opts.token !== undefined && token !== undefined && sameToken(token, this.#opts.token);
+    const opened = await this.#opts.app.streams.open({ topic, to: query.get("to"), lastEventId, token, operator }, sink);
+    if (!opened.ok) {
+      if (opened.status === 401) res.setHeader("www-authenticate", "Bearer");
+      if (opened.status === 503) res.setHeader("retry-after", "1");
+      return sendJson(res, opened.status, { error: opened.error });
+    }
+    if (res.destroyed) opened.close();
+    req.on("close", () => opened.close());
+  }
+
   #ready(res: ServerResponse, verbose: boolean): void {
     const checks = this.#opts.app.readiness();
     const failed = checks.filter((c) => !c.ok);
@@ -260,11 +314,15 @@ export class NodeHttpServer {
   #authorized(req: IncomingMessage): boolean {
     const token = this.#opts.token;
     if (!token) return true;
-    const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "";
-    const a = Buffer.from(given);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
+    return sameToken(/^Bearer (.+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "", token);
   }
+}
+
+/** Compares tokens in constant time. */
+function sameToken(given: string, token: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** The body, or undefined when it exceeds `limit` (the rest is read and discarded). */

@@ -81,7 +81,23 @@ export function openApiDocument(): object {
         },
         Recipient: {
           type: "object",
-          properties: { id: { type: "string" }, email: { type: "array", items: { type: "string" }, description: "Plain addresses (no display name, no lists)." } },
+          properties: {
+            id: { type: "string" },
+            email: { type: "array", items: { type: "string" }, description: "Plain addresses (no display name, no lists)." },
+            webpush: { type: "array", items: { $ref: "#/components/schemas/WebPushSubscription" }, description: "Browsers' Web Push subscriptions." },
+            apns: { type: "array", items: { type: "string", pattern: "^[0-9a-fA-F]{32,400}$" }, description: "APNs device tokens (hex)." },
+            fcm: { type: "array", items: { type: "string" }, description: "FCM registration tokens." },
+            streamTokens: { type: "integer", description: "How many stream tokens the recipient holds (read only)." },
+          },
+        },
+        WebPushSubscription: {
+          type: "object",
+          description: "PushSubscription.toJSON() of a browser.",
+          required: ["endpoint", "keys"],
+          properties: {
+            endpoint: { type: "string", format: "uri" },
+            keys: { type: "object", required: ["p256dh", "auth"], properties: { p256dh: { type: "string" }, auth: { type: "string" } } },
+          },
         },
         Status: { type: "object", description: "The cluster status: the same JSON as `herald status --json` (cluster, master, nodes, queue, exceptions, collectors, warnings)." },
       },
@@ -233,13 +249,45 @@ export function openApiDocument(): object {
         put: {
           summary: "Set a recipient's addresses, replacing what it had (herald recipients set)",
           security: bearer,
-          requestBody: { required: true, content: { "application/json": { schema: { type: "object", properties: { email: { type: "array", items: { type: "string" }, maxItems: 50 } }, additionalProperties: false } } } },
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/Recipient" } } } },
           responses: { "200": json({ $ref: "#/components/schemas/Recipient" }, "Stored."), "400": json(error, "Not a recipient (the reason)."), "401": json(error, "Missing or wrong bearer token."), "503": json(error, "NATS cannot take it now.") },
         },
         delete: {
           summary: "Remove a recipient (herald recipients rm)",
           security: bearer,
           responses: { "200": json({ type: "object", properties: { removed: { const: true } } }, "Removed."), "401": json(error, "Missing or wrong bearer token."), "404": json(error, "No such recipient."), "503": json(error, "NATS cannot take it now.") },
+        },
+      },
+      "/v1/recipients/{id}/tokens": {
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9_=-][A-Za-z0-9_=.-]{0,127}$" } }],
+        post: {
+          summary: "Issue the recipient a stream token (herald recipients token): shown once; it reads the recipient's sse streams",
+          security: bearer,
+          responses: { "200": json({ type: "object", properties: { token: { type: "string" } } }, "The new token."), "400": json(error, "Not a recipient id."), "401": json(error, "Missing or wrong bearer token."), "503": json(error, "NATS cannot take it now.") },
+        },
+        delete: {
+          summary: "Withdraw every stream token of the recipient (herald recipients token --revoke)",
+          security: bearer,
+          responses: { "200": json({ type: "object", properties: { revoked: { type: "integer" } } }, "How many were withdrawn."), "400": json(error, "Not a recipient id."), "401": json(error, "Missing or wrong bearer token."), "503": json(error, "NATS cannot take it now.") },
+        },
+      },
+      "/v1/subscribe/{topic}": {
+        parameters: [
+          { name: "topic", in: "path", required: true, schema: { type: "string" }, description: "An sse topic." },
+          { name: "to", in: "query", required: true, schema: { type: "string" }, description: "The recipient whose pushes to stream." },
+          { name: "access_token", in: "query", required: false, schema: { type: "string" }, description: "The bearer token, or a token issued to the recipient (EventSource cannot send headers)." },
+          { name: "lastEventId", in: "query", required: false, schema: { type: "string" }, description: "Resume after this message id (as the Last-Event-ID header does): for a client moving to another node." },
+          { name: "Last-Event-ID", in: "header", required: false, schema: { type: "string" }, description: "Resume after this message id (EventSource sends it when it reconnects)." },
+        ],
+        get: {
+          summary: "A recipient's pushes of an sse topic as server-sent events (id: the message id, data: the push JSON): what the retention stream holds after Last-Event-ID (all of it on a first connect), then live; a comment line every http.sseHeartbeatMs",
+          responses: {
+            "200": { description: "An event stream until the client goes.", content: { "text/event-stream": { schema: { type: "string" } } } },
+            "400": json(error, "No recipient given, or not a recipient id."),
+            "401": json(error, "Missing or wrong token (http.token, or one issued to the recipient)."),
+            "404": json(error, "No sse topic of that name."),
+            "503": json(error, "This node cannot stream now (NATS, or http.sseMaxClients): try another node."),
+          },
         },
       },
       "/v1/events": {

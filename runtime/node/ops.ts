@@ -11,7 +11,9 @@ import { heraldVersion } from "../platform/repo.js";
 import { gatherStatus, pipelineCounts } from "../supervisor/cluster-status.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
 import type { SubmitReply } from "../pipeline/work.js";
+import type { Logger } from "../log.js";
 import { NodeAdmin } from "./admin.js";
+import { SseHub } from "./sse-hub.js";
 import type { NodeHttpApp, ReadyCheck } from "./http-server.js";
 
 /** An HTTP submission waits this long for the ingest actor's answer (it answers once durable), ms. */
@@ -24,6 +26,7 @@ const PIPELINE_CACHE_MS = 1000;
 export class NodeOps implements NodeHttpApp {
   readonly node: string;
   readonly admin: NodeAdmin;
+  readonly streams: SseHub;
   readonly #metrics: NodeMetrics;
   #turn = 0;
   /** Shared by every console watching this node: one status read per LIVE_SHARE_MS, however many watch. */
@@ -33,9 +36,11 @@ export class NodeOps implements NodeHttpApp {
   constructor(
     private readonly supervisor: Supervisor,
     private readonly config: HeraldConfig,
+    log: Logger,
   ) {
     this.node = supervisor.nodeName;
     this.admin = new NodeAdmin(() => supervisor.connection(), config);
+    this.streams = new SseHub(() => supervisor.connection(), config, log.child("sse"));
     this.#metrics = new NodeMetrics({
       node: this.node,
       cluster: config.cluster,
@@ -46,6 +51,7 @@ export class NodeOps implements NodeHttpApp {
       actorMetrics: () => mergeSnapshotsOf(supervisor),
       heartbeatAgeSeconds: () => (supervisor.heartbeatAgeMs() ?? 0) / 1000,
       natsReconnects: () => supervisor.natsReconnects(),
+      sse: () => ({ clients: this.streams.clients, events: this.streams.events }),
       pipeline: () => this.#pipelineCounts(),
     });
   }

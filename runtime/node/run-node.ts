@@ -69,7 +69,8 @@ async function listenHttp(loaded: LoadedConfig, nodeName: string, supervisor: Su
     port,
     token: config.http.token,
     maxBodyBytes: config.http.maxBodyBytes,
-    app: new NodeOps(supervisor, config),
+    corsOrigins: config.http.corsOrigins,
+    app: new NodeOps(supervisor, config, log),
     log: log.child("http"),
   });
   try {

@@ -100,7 +100,8 @@ export const addressKey = (a: Address): string => (typeof a === "string" ? a : a
 /** The record `input` describes, checked: `{ "email": ["ada@example.com"], "apns": ["…"], … }`. */
 export function parseRecipient(input: unknown): Recipient {
   if (typeof input !== "object" || input === null || Array.isArray(input)) throw new HeraldError("USAGE", 'a recipient is a JSON object such as { "email": ["ada@example.com"], "webpush": [subscription], "apns": ["token"], "fcm": ["token"] }');
-  const known = [...ADDRESS_KINDS, "tokens"];
+  // streamTokens: what a GET shows (shownRecipient); a record read back and sent again keeps its tokens.
+  const known = [...ADDRESS_KINDS, "tokens", "streamTokens"];
   const extra = Object.keys(input).filter((k) => !known.includes(k));
   if (extra.length > 0) throw new HeraldError("USAGE", `unknown field ${JSON.stringify(extra[0])} in the recipient: the registry holds "email", "webpush", "apns" and "fcm" addresses (and "tokens", which herald recipients token issues)`);
   const out: Recipient = {};
@@ -188,6 +189,12 @@ export async function removeAddresses(kv: KV, id: string, kind: AddressKind, dea
     return removed === 0 ? undefined : { ...old, [kind]: kept };
   });
   return removed;
+}
+
+/** A recipient as shown to operators: the addresses, and how many stream tokens it holds (not their hashes). */
+export function shownRecipient(r: Recipient): Omit<Recipient, "tokens"> & { streamTokens?: number } {
+  const { tokens, ...addresses } = r;
+  return { ...addresses, ...(tokens?.length ? { streamTokens: tokens.length } : {}) };
 }
 
 /** SHA-256 (hex) of a stream token: what the registry keeps of it. */

@@ -77,6 +77,16 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, l
   await ensureBucket(storage, n.poisonBucket, { history: 1, ttl: POISON_MARK_MAX_AGE_MS });
   await seedRules(await ensureBucket(storage, n.rulesBucket, { history: 5 }), config);
   await ensureBucket(storage, n.recipientsBucket, { history: 3 });
+  // An sse topic's pushes, kept for clients that reconnect (Last-Event-ID) or come online later:
+  // a cache, so the oldest go first, by age and per recipient.
+  for (const [topic, t] of Object.entries(config.topics)) {
+    if (t.channel !== "sse") continue;
+    await stream(n.sseStream(topic), n.sseSubjects(topic), RetentionPolicy.Limits, {
+      discard: DiscardPolicy.Old,
+      max_age: nanos(t.retainMs),
+      max_msgs_per_subject: t.retainPerRecipient,
+    });
+  }
 }
 
 async function ensureStream(jsm: JetStreamManager, storage: Storage, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
@@ -90,12 +100,10 @@ async function ensureStream(jsm: JetStreamManager, storage: Storage, cfg: Partia
   }
   const c = info.config;
   checkStreamReplicas(storage, c);
-  const changed = (["duplicate_window", "max_msg_size", "max_age", "max_bytes", "subjects"] as const).some(
-    (k) => cfg[k] !== undefined && JSON.stringify(c[k]) !== JSON.stringify(cfg[k]),
-  );
-  if (changed) {
-    const { duplicate_window, max_msg_size, max_age, max_bytes, subjects } = cfg;
-    await jsm.streams.update(cfg.name, { ...c, duplicate_window, max_msg_size, max_age, max_bytes, subjects } as StreamConfig);
+  const keys = ["duplicate_window", "max_msg_size", "max_age", "max_bytes", "max_msgs_per_subject", "subjects"] as const;
+  const changed = keys.filter((k) => cfg[k] !== undefined && JSON.stringify(c[k]) !== JSON.stringify(cfg[k]));
+  if (changed.length > 0) {
+    await jsm.streams.update(cfg.name, { ...c, ...Object.fromEntries(changed.map((k) => [k, cfg[k]])) } as StreamConfig);
   }
 }
 

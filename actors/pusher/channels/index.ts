@@ -8,12 +8,14 @@ import type { Channel } from "./channel.js";
 import type { RecipientRegistry } from "./devices.js";
 import { EmailChannel } from "./email.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
+import { SseChannel } from "./sse.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { type Names } from "../../../runtime/names.js";
 
 export { pushPayload } from "./channel.js";
 export { EmailChannel, smtpOutcome } from "./email.js";
 export { NatsChannel } from "./nats.js";
+export { SseChannel } from "./sse.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
 export { retryAfterMs, WebhookChannel } from "./webhook.js";
 export type { Channel } from "./channel.js";
@@ -41,13 +43,14 @@ export interface Channels {
  */
 export function createChannels(
   nc: NatsConnection,
-  names: Pick<Names, "out">,
+  names: Pick<Names, "out" | "sse" | "sseStream">,
   opts: { nats?: NatsChannelOptions; webhook?: WebhookChannelOptions; recipients?: RecipientRegistry } = {},
 ): Channels {
   const byKind = new Map<ChannelKind, Channel>([
     ["nats", new NatsChannel(nc, names.out, opts.nats)],
     ["webhook", new WebhookChannel(opts.webhook)],
     ["email", new EmailChannel(opts.recipients)],
+    ["sse", new SseChannel(nc, names, opts.nats?.flushTimeoutMs)],
   ]);
   return {
     byKind,

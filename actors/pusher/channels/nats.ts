@@ -84,26 +84,9 @@ export class NatsChannel implements Channel {
   }
 
   /** `jetstream: true`: delivered once the capturing stream has acked the message. */
-  async #store(subject: string, id: string, body: Uint8Array | string, h: ReturnType<typeof headers>): Promise<Outcome> {
+  #store(subject: string, id: string, body: Uint8Array | string, h: ReturnType<typeof headers>): Promise<Outcome> {
     this.#js ??= jetstream(this.#nc, { timeout: this.#flushTimeoutMs });
-    try {
-      const ack = await this.#js.publish(subject, body, { msgID: id, headers: h });
-      return { outcome: "delivered", detail: `stored in stream ${ack.stream} at ${ack.seq}${ack.duplicate ? " (a duplicate: stored before)" : ""}` };
-    } catch (err) {
-      const text = err instanceof Error ? err.message : String(err);
-      if (refusedByClient(err)) return { outcome: "dead", reason: "rejected", error: `publish on ${subject} failed: ${text}` };
-      if (err instanceof JetStreamApiError && err.code === MESSAGE_EXCEEDS_MAXIMUM) {
-        return { outcome: "dead", reason: "rejected", error: `the stream capturing ${subject} refused the message: ${text}` };
-      }
-      if (saysJetStreamOff(err)) {
-        // No stream answered: none captures the subject, or its stream has no leader right now.
-        return {
-          outcome: "retry",
-          reason: `no JetStream stream stored the push on ${subject} (none captures it, or it has no leader now): create a stream with subject ${subject}, or set jetstream: false`,
-        };
-      }
-      return { outcome: "retry", reason: `the stream capturing ${subject} did not store the push: ${text}` };
-    }
+    return storeInStream(this.#js, subject, id, body, h, `create a stream with subject ${subject}, or set jetstream: false`);
   }
 
   #flush(): Promise<void> {
@@ -113,6 +96,29 @@ export class NatsChannel implements Channel {
       return withTimeout(this.#nc.flush(), this.#flushTimeoutMs, `the server did not confirm within ${this.#flushTimeoutMs} ms`);
     });
     return this.#batch;
+  }
+}
+
+/**
+ * A JetStream publish whose ack is the delivery: `delivered` once a stream stored it (`Nats-Msg-Id`
+ * = the message id, so a retry's duplicate is dropped), `dead` for what fails the same way every
+ * time, else `retry`; `fix` says what to do when no stream captures `subject`.
+ */
+export async function storeInStream(js: JetStreamClient, subject: string, id: string, body: Uint8Array | string, h: ReturnType<typeof headers>, fix: string): Promise<Outcome> {
+  try {
+    const ack = await js.publish(subject, body, { msgID: id, headers: h });
+    return { outcome: "delivered", detail: `stored in stream ${ack.stream} at ${ack.seq}${ack.duplicate ? " (a duplicate: stored before)" : ""}` };
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    if (refusedByClient(err)) return { outcome: "dead", reason: "rejected", error: `publish on ${subject} failed: ${text}` };
+    if (err instanceof JetStreamApiError && err.code === MESSAGE_EXCEEDS_MAXIMUM) {
+      return { outcome: "dead", reason: "rejected", error: `the stream capturing ${subject} refused the message: ${text}` };
+    }
+    if (saysJetStreamOff(err)) {
+      // No stream answered: none captures the subject, or its stream has no leader right now.
+      return { outcome: "retry", reason: `no JetStream stream stored the push on ${subject} (none captures it, or it has no leader now): ${fix}` };
+    }
+    return { outcome: "retry", reason: `the stream capturing ${subject} did not store the push: ${text}` };
   }
 }
 
