@@ -9,6 +9,7 @@ import type { RecipientRegistry } from "./devices.js";
 import { EmailChannel } from "./email.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
+import { WebPushChannel } from "./webpush.js";
 import { type Names } from "../../../runtime/names.js";
 
 export { pushPayload } from "./channel.js";
@@ -16,12 +17,14 @@ export { EmailChannel, smtpOutcome } from "./email.js";
 export { NatsChannel } from "./nats.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
 export { retryAfterMs, WebhookChannel } from "./webhook.js";
+export { MAX_WEBPUSH_PAYLOAD_BYTES, WebPushChannel } from "./webpush.js";
 export type { Channel } from "./channel.js";
 export { pushToAddresses } from "./devices.js";
 export type { AddressedSend, AddressOutcome, RecipientRegistry } from "./devices.js";
 export type { NatsChannelOptions } from "./nats.js";
 export type { VerifyOptions } from "./signature.js";
 export type { WebhookChannelOptions } from "./webhook.js";
+export type { WebPushChannelOptions } from "./webpush.js";
 
 /** A `topics.<name>.channel` value. */
 export type ChannelKind = TopicConfig["channel"];
@@ -48,6 +51,7 @@ export function createChannels(
     ["nats", new NatsChannel(nc, names.out, opts.nats)],
     ["webhook", new WebhookChannel(opts.webhook)],
     ["email", new EmailChannel(opts.recipients)],
+    ["webpush", new WebPushChannel(opts.recipients)],
   ]);
   return {
     byKind,
