@@ -197,11 +197,11 @@ describe("the sse channel", () => {
       tab.on("pageerror", (err) => errors.push(err.message));
       const streams = base.map((b) => `${b}/v1/subscribe/alerts?to=dora&access_token=${token}`);
       await tab.goto(`${page.origin}/#${encodeURIComponent(JSON.stringify(streams))}`);
-      const shown = () => tab.evaluate(() => (window as any).shown as { id: string; n: number }[]);
+      const shown = () => tab.evaluate(() => (globalThis as any).shown as { id: string; n: number }[]);
 
       await publish("dora", 1);
       await waitFor(async () => (await shown()).length === 1, { timeoutMs: 15_000, what: "the first push in the page" });
-      expect(await tab.evaluate(() => (window as any).nodeIndex)).toBe(0);
+      expect(await tab.evaluate(() => (globalThis as any).nodeIndex)).toBe(0);
 
       await cluster.kill("n1");
       // Published while the page has no stream: kept, and shown once it is back, on n2.
@@ -213,7 +213,7 @@ describe("the sse channel", () => {
       const seen = await shown();
       expect(seen.map((e) => e.n)).toEqual([1, 2, 3, 4]);
       expect(new Set(seen.map((e) => e.id)).size).toBe(4);
-      expect(await tab.evaluate(() => (window as any).nodeIndex)).toBe(1);
+      expect(await tab.evaluate(() => (globalThis as any).nodeIndex)).toBe(1);
       expect(errors).toEqual([]);
     } finally {
       await context?.close();

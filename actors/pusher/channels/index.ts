@@ -10,6 +10,7 @@ import { EmailChannel } from "./email.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { SseChannel } from "./sse.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
+import { WebPushChannel } from "./webpush.js";
 import { type Names } from "../../../runtime/names.js";
 
 export { pushPayload } from "./channel.js";
@@ -18,12 +19,14 @@ export { NatsChannel } from "./nats.js";
 export { SseChannel } from "./sse.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
 export { retryAfterMs, WebhookChannel } from "./webhook.js";
+export { MAX_WEBPUSH_PAYLOAD_BYTES, WebPushChannel } from "./webpush.js";
 export type { Channel } from "./channel.js";
 export { pushToAddresses } from "./devices.js";
 export type { AddressedSend, AddressOutcome, RecipientRegistry } from "./devices.js";
 export type { NatsChannelOptions } from "./nats.js";
 export type { VerifyOptions } from "./signature.js";
 export type { WebhookChannelOptions } from "./webhook.js";
+export type { WebPushChannelOptions } from "./webpush.js";
 
 /** A `topics.<name>.channel` value. */
 export type ChannelKind = TopicConfig["channel"];
@@ -51,6 +54,7 @@ export function createChannels(
     ["webhook", new WebhookChannel(opts.webhook)],
     ["email", new EmailChannel(opts.recipients)],
     ["sse", new SseChannel(nc, names, opts.nats?.flushTimeoutMs)],
+    ["webpush", new WebPushChannel(opts.recipients)],
   ]);
   return {
     byKind,
