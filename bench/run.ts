@@ -3,7 +3,7 @@
  * machine, so ratios are meaningful even where absolute figures drift.
  *
  *   npm run bench [-- --quick] [-- --count N] [-- --duration S] [-- --trials N]
- *                 [-- --only raw,herald,webhook,slow,cluster,idle,bullmq,recovery]
+ *                 [-- --only raw,herald,webhook,sse,slow,cluster,idle,bullmq,recovery]
  *                 [-- --max-in-flight 16,64,256] [-- --baseline DIR [--rounds N]]
  *
  * --count: messages per full-speed scenario; --duration: seconds of the fixed half-load scenario;
@@ -24,6 +24,7 @@ import { bullmq, redisReachable, type BullResult } from "./lib/bullmq.js";
 import { heraldEndToEnd, type HeraldResult } from "./lib/herald.js";
 import { rawJetStream, type ThroughputResult } from "./lib/raw.js";
 import { recovery, type RecoveryResult } from "./lib/recovery.js";
+import { sseFanout, type SseResult } from "./lib/sse.js";
 import { slowEndpoint, type SlowEndpointResult } from "./lib/slow-endpoint.js";
 import { idleLatency } from "./lib/idle.js";
 import { parseArgs } from "node:util";
@@ -49,7 +50,7 @@ const USAGE = `usage: npm run bench [-- OPTIONS]
   --count N             messages per full-speed scenario (default 20000; 3000 with --quick)
   --duration S          seconds of the fixed half-load scenario (default 10)
   --trials N            failover and respawn trials (default 5)
-  --only LIST           scenarios, comma-separated: raw,herald,webhook,slow,cluster,idle,bullmq,recovery
+  --only LIST           scenarios, comma-separated: raw,herald,webhook,sse,slow,cluster,idle,bullmq,recovery
   --inflight N          JetStream publish acks in flight at full speed (default 1000)
   --max-in-flight LIST  also run the 1-node scenario per pipeline.maxInFlight value (16,64,256)
   --baseline DIR        also run the 1-node scenario with another built checkout, side by side
@@ -76,7 +77,7 @@ if (sweep.some((v) => !Number.isInteger(v) || v < 1)) {
 }
 /** Another Herald checkout, built (`npm run build`), whose 1-node scenario runs beside this one's. */
 const baseline = values.baseline === undefined ? undefined : baselineOf(values.baseline);
-const only = new Set((values.only ?? "raw,herald,webhook,slow,cluster,idle,bullmq,recovery").split(","));
+const only = new Set((values.only ?? "raw,herald,webhook,sse,slow,cluster,idle,bullmq,recovery").split(","));
 if (quick && !values.only) only.delete("cluster");
 
 interface Results {
@@ -85,6 +86,7 @@ interface Results {
   heraldHalf?: HeraldResult;
   webhook?: HeraldResult;
   slow?: SlowEndpointResult;
+  sse?: SseResult;
   cluster?: HeraldResult;
   /** Publish-to-push latency of one message at a time on the 4-node example, ms. */
   idle?: Spread;
@@ -128,6 +130,10 @@ async function main(): Promise<void> {
   if (only.has("webhook")) {
     log(`Herald, 1 node, webhook channel to a loopback server: ${count} messages…`);
     r.webhook = await heraldEndToEnd({ nodes: 1, channel: "webhook", count, inflight });
+  }
+  if (only.has("sse")) {
+    log(`Herald, 1 node, sse channel, 1,000 clients connected: ${count} messages…`);
+    r.sse = await sseFanout(count, inflight, 1000);
   }
   if (only.has("slow")) {
     log(`Herald, 1 node, webhook: a fast topic alone and beside a slow endpoint…`);
@@ -202,6 +208,7 @@ function render(r: Results): string {
   for (const { value, result } of r.maxInFlight ?? []) row(`Herald 1 node, nats, maxInFlight ${value}`, result, rss(result));
   row("Herald 1 node, webhook", r.webhook, rss(r.webhook));
   row("Herald 4 nodes, nats", r.cluster, rss(r.cluster));
+  if (r.sse) row(`Herald 1 node, sse, ${n(r.sse.clients)} clients`, r.sse, `each push to 1 of ${n(r.sse.clients)} connected streams; connected in ${n(r.sse.connectMs)} ms; peak RSS ${r.sse.peakRssMiB ?? "?"} MiB`);
   if (r.slow) {
     const sl = r.slow;
     rows.push(["Herald 1 node, webhook, fast topic alone", n(sl.soloPerSec), "", "", "", ratio(sl.soloPerSec, r.raw?.msgsPerSec), ratio(sl.soloPerSec, bull?.msgsPerSec), ""]);
@@ -229,6 +236,7 @@ function render(r: Results): string {
     ["Herald 1 node, nats, half load", r.heraldHalf],
     ["Herald 1 node, webhook", r.webhook],
     ["Herald 4 nodes, nats", r.cluster],
+    ["Herald 1 node, sse, 1,000 clients (harness: the clients too)", r.sse],
   ];
   const cpu = cpuRows.filter(([, x]) => x?.cpuUs);
   if (cpu.length > 0) {
