@@ -53,7 +53,7 @@ function expectIssue(err: ConfigError, issuePath: string, reason: string): void 
 }
 
 describe("the shipped cluster.config.json", () => {
-  test("loads with four nodes, n1 master, embedded NATS on 4333 and the demo topic", async () => {
+  test("loads with four nodes, n1 master, embedded NATS on 4333 and the demo and inbox topics", async () => {
     const { config, file, dir } = await loadConfig(exampleFile);
     expect(file).toBe(exampleFile);
     expect(dir).toBe(root);
@@ -75,6 +75,7 @@ describe("the shipped cluster.config.json", () => {
     expect(config.rules).toEqual({ primary: "fifo", secondary: "fifo", maxCount: 100, maxAgeMs: 100 });
     expect(config.topics).toEqual({
       demo: { channel: "nats", template: { title: "Hello {{name}}", body: "Welcome, {{name}}." } },
+      inbox: { channel: "sse", retainMs: 3_600_000, retainPerRecipient: 1000, template: { title: "{{title}}" } },
     });
     expect(config).not.toHaveProperty("$schema");
   });
