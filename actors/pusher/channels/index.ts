@@ -4,6 +4,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
+import { ApnsChannel } from "./apns.js";
 import type { Channel } from "./channel.js";
 import type { RecipientRegistry } from "./devices.js";
 import { EmailChannel } from "./email.js";
@@ -11,6 +12,8 @@ import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { type Names } from "../../../runtime/names.js";
 
+export { ApnsChannel, apnsId, apnsOutcome, apnsPayload, apnsTopic } from "./apns.js";
+export { ApnsKeyError, TOKEN_REFRESH_MS } from "./apns-token.js";
 export { pushPayload } from "./channel.js";
 export { EmailChannel, smtpOutcome } from "./email.js";
 export { NatsChannel } from "./nats.js";
@@ -19,6 +22,7 @@ export { retryAfterMs, WebhookChannel } from "./webhook.js";
 export type { Channel } from "./channel.js";
 export { pushToAddresses } from "./devices.js";
 export type { AddressedSend, AddressOutcome, RecipientRegistry } from "./devices.js";
+export type { ApnsChannelOptions } from "./apns.js";
 export type { NatsChannelOptions } from "./nats.js";
 export type { VerifyOptions } from "./signature.js";
 export type { WebhookChannelOptions } from "./webhook.js";
@@ -48,6 +52,7 @@ export function createChannels(
     ["nats", new NatsChannel(nc, names.out, opts.nats)],
     ["webhook", new WebhookChannel(opts.webhook)],
     ["email", new EmailChannel(opts.recipients)],
+    ["apns", new ApnsChannel(opts.recipients)],
   ]);
   return {
     byKind,
