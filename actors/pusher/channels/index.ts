@@ -8,6 +8,7 @@ import { ApnsChannel } from "./apns.js";
 import type { Channel } from "./channel.js";
 import type { RecipientRegistry } from "./devices.js";
 import { EmailChannel } from "./email.js";
+import { FcmChannel } from "./fcm.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { type Names } from "../../../runtime/names.js";
@@ -16,6 +17,8 @@ export { ApnsChannel, apnsId, apnsOutcome, apnsPayload, apnsTopic } from "./apns
 export { ApnsKeyError, TOKEN_REFRESH_MS } from "./apns-token.js";
 export { pushPayload } from "./channel.js";
 export { EmailChannel, smtpOutcome } from "./email.js";
+export { FcmChannel, fcmOutcome } from "./fcm.js";
+export { AccessTokenError, FCM_SCOPE, ServiceAccountError } from "./fcm-token.js";
 export { NatsChannel } from "./nats.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
 export { retryAfterMs, WebhookChannel } from "./webhook.js";
@@ -23,6 +26,7 @@ export type { Channel } from "./channel.js";
 export { pushToAddresses } from "./devices.js";
 export type { AddressedSend, AddressOutcome, RecipientRegistry } from "./devices.js";
 export type { ApnsChannelOptions } from "./apns.js";
+export type { FcmChannelOptions, FcmContext } from "./fcm.js";
 export type { NatsChannelOptions } from "./nats.js";
 export type { VerifyOptions } from "./signature.js";
 export type { WebhookChannelOptions } from "./webhook.js";
@@ -53,6 +57,7 @@ export function createChannels(
     ["webhook", new WebhookChannel(opts.webhook)],
     ["email", new EmailChannel(opts.recipients)],
     ["apns", new ApnsChannel(opts.recipients)],
+    ["fcm", new FcmChannel(opts.recipients)],
   ]);
   return {
     byKind,
