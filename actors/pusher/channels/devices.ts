@@ -51,7 +51,7 @@ export async function pushToAddresses<K extends AddressKind>(msg: PushMessage, h
   const explicit = to.startsWith(`${kind}:`) ? to.slice(kind.length + 1) : how.bare?.(to) ? to : undefined;
   if (explicit !== undefined) {
     const address = how.parse(explicit);
-    if (isProblem(address)) return { outcome: "dead", reason: "rejected", error: `topic ${msg.topic}: the message's "to" is not a ${kind} address: ${address.problem}` };
+    if (isProblem(address)) return { outcome: "dead", reason: "rejected", error: `topic ${msg.topic}: the message's "to" is not an address of channel ${kind}: ${address.problem}` };
     const o = await how.send(address);
     return o.outcome === "gone" ? { outcome: "delivered", nowhere: true, detail: `the ${kind} address ${how.describe(address)} is dead (${o.reason}): delivered nowhere` } : o;
   }

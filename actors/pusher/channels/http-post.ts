@@ -19,6 +19,14 @@ export interface PostResponse {
   text: string;
 }
 
+/** What a caller other than the webhook channel may change about one POST. */
+export interface PostOptions {
+  /** Send through this dispatcher (a caller's own pool, with its CA) instead of the shared pool of the origin. */
+  dispatcher?: Dispatcher;
+  /** Keep the body of a 2xx answer too (providers answer with JSON the caller needs). @defaultValue false */
+  keepOkBody?: boolean;
+}
+
 /** A request that cannot be sent as configured (a header value HTTP cannot carry): permanent. */
 export class InvalidRequestError extends Error {
   override readonly name = "InvalidRequestError";
@@ -45,25 +53,25 @@ export async function closePools(): Promise<void> {
 /**
  * POSTs `body` and reads at most `maxBodyBytes` of the answer (the rest is discarded and the
  * connection dropped, so a huge answer costs one connection, not memory); a 2xx answer's body is
- * not kept at all. Times out after `timeoutMs` in all, queueing for a connection included, with a
+ * not kept unless `opts.keepOkBody` says so. Times out after `timeoutMs` in all, queueing for a connection included, with a
  * {@link TimeoutError}; a header HTTP cannot carry is an {@link InvalidRequestError}; anything
  * else (refused, reset) is the client's error.
  *
  * On undici's dispatch API rather than `request()`: no body stream and no AbortSignal per push,
  * which in the pusher's profile were most of what its garbage collector had to clear.
  */
-export function post(url: URL, headers: Record<string, string>, body: string, timeoutMs: number, maxBodyBytes: number): Promise<PostResponse> {
+export function post(url: URL, headers: Record<string, string>, body: string, timeoutMs: number, maxBodyBytes: number, opts: PostOptions = {}): Promise<PostResponse> {
   return new Promise<PostResponse>((resolve, reject) => {
-    const handler = new PostHandler(`POST ${url.origin}${url.pathname}`, timeoutMs, maxBodyBytes, resolve, reject);
+    const handler = new PostHandler(`POST ${url.origin}${url.pathname}`, timeoutMs, maxBodyBytes, opts.keepOkBody ?? false, resolve, reject);
     try {
-      poolFor(url.origin).dispatch({ origin: url.origin, path: `${url.pathname}${url.search}`, method: "POST", headers, body }, handler);
+      (opts.dispatcher ?? poolFor(url.origin)).dispatch({ origin: url.origin, path: `${url.pathname}${url.search}`, method: "POST", headers, body }, handler);
     } catch (err) {
       handler.onResponseError(undefined, err as Error);
     }
   });
 }
 
-/** One POST's answer as it arrives: status, headers, and the first bytes of a non-2xx body. */
+/** One POST's answer as it arrives: status, headers, and the first bytes of a non-2xx body (or of any, if asked). */
 class PostHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -80,6 +88,7 @@ class PostHandler implements Dispatcher.DispatchHandler {
     private readonly what: string,
     private readonly timeoutMs: number,
     private readonly maxBodyBytes: number,
+    private readonly keepOkBody: boolean,
     private readonly resolve: (res: PostResponse) => void,
     private readonly reject: (err: Error) => void,
   ) {
@@ -102,7 +111,7 @@ class PostHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.status >= 200 && this.status < 300) return;
+    if (!this.keepOkBody && this.status >= 200 && this.status < 300) return;
     if (this.size < this.maxBodyBytes) this.chunks.push(chunk);
     this.size += chunk.length;
     if (this.size >= this.maxBodyBytes) {

@@ -4,17 +4,23 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TopicConfig } from "../../../runtime/config/schema.js";
+import { ApnsChannel } from "./apns.js";
 import type { Channel } from "./channel.js";
 import type { RecipientRegistry } from "./devices.js";
 import { EmailChannel } from "./email.js";
+import { FcmChannel } from "./fcm.js";
 import { NatsChannel, type NatsChannelOptions } from "./nats.js";
 import { SseChannel } from "./sse.js";
 import { WebhookChannel, type WebhookChannelOptions } from "./webhook.js";
 import { WebPushChannel } from "./webpush.js";
 import { type Names } from "../../../runtime/names.js";
 
+export { ApnsChannel, apnsId, apnsOutcome, apnsPayload, apnsTopic } from "./apns.js";
+export { ApnsKeyError, TOKEN_REFRESH_MS } from "./apns-token.js";
 export { pushPayload } from "./channel.js";
 export { EmailChannel, smtpOutcome } from "./email.js";
+export { FcmChannel, fcmOutcome } from "./fcm.js";
+export { AccessTokenError, FCM_SCOPE, ServiceAccountError } from "./fcm-token.js";
 export { NatsChannel } from "./nats.js";
 export { SseChannel } from "./sse.js";
 export { signWebhook, verifyWebhook, webhookKey } from "./signature.js";
@@ -23,6 +29,8 @@ export { MAX_WEBPUSH_PAYLOAD_BYTES, WebPushChannel } from "./webpush.js";
 export type { Channel } from "./channel.js";
 export { pushToAddresses } from "./devices.js";
 export type { AddressedSend, AddressOutcome, RecipientRegistry } from "./devices.js";
+export type { ApnsChannelOptions } from "./apns.js";
+export type { FcmChannelOptions, FcmContext } from "./fcm.js";
 export type { NatsChannelOptions } from "./nats.js";
 export type { VerifyOptions } from "./signature.js";
 export type { WebhookChannelOptions } from "./webhook.js";
@@ -55,6 +63,8 @@ export function createChannels(
     ["email", new EmailChannel(opts.recipients)],
     ["sse", new SseChannel(nc, names, opts.nats?.flushTimeoutMs)],
     ["webpush", new WebPushChannel(opts.recipients)],
+    ["apns", new ApnsChannel(opts.recipients)],
+    ["fcm", new FcmChannel(opts.recipients)],
   ]);
   return {
     byKind,
