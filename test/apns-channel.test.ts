@@ -396,7 +396,7 @@ describe("apns channel", () => {
       expect(await ch.push(message({ rendered: { title: "t", badge: "three" } }), topic)).toMatchObject({ outcome: "dead", reason: "render", error: expect.stringContaining('"badge" must render a whole number') });
       expect(await ch.push(message({ rendered: { aps: "{}" } }), topic)).toMatchObject({ outcome: "dead", reason: "render", error: expect.stringContaining('"aps", which is APNs\'s own key') });
       expect(apns.requests.length).toBe(before + 1);
-      expect(await ch.push(message({ to: "apns:not-hex" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining("is not a apns address") });
+      expect(await ch.push(message({ to: "apns:not-hex" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining("is not an address of channel apns") });
     } finally {
       await ch.close();
     }

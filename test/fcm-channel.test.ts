@@ -357,7 +357,7 @@ describe("fcm channel", () => {
       expect(slow).toEqual({ outcome: "retry", reason: expect.stringContaining("did not answer the push to fcm-hang… within 300 ms") });
       const down = await ch.push(message(), { ...topic, endpoint: "https://127.0.0.1:1" });
       expect(down).toMatchObject({ outcome: "retry", reason: expect.stringContaining("FCM https://127.0.0.1:1 failed for the push to fcm-ok-a…") });
-      expect(await ch.push(message({ to: "fcm:short" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining("not a fcm address") });
+      expect(await ch.push(message({ to: "fcm:short" }), topic)).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining("not an address of channel fcm") });
     } finally {
       await ch.close();
     }
