@@ -13,6 +13,7 @@
  * | poison (KV)      | `herald_poison`      | `<stream>.<seq>`, `death.<node>.<actor>`          |
  * | collectors (KV)  | `herald_collectors`  | `checkpoint.<name>`, `status.<name>`              |
  * | recipients (KV)  | `herald_recipients`  | `r.<id>`                                          |
+ * | endpoints (KV)   | `herald_endpoints`   | `e.<hash>`: circuit breakers                     |
  * | sse retention    | `HERALD_SSE_<topic>` | `herald.sse.<topic>.<recipient>`                  |
  *
  * What lives in the streams and why is in pipeline/streams.ts.
@@ -73,6 +74,12 @@ export interface Names {
   collectorsBucket: string;
   /** KV bucket of recipients and their addresses per channel (runtime/pipeline/recipients.ts). */
   recipientsBucket: string;
+  /** KV bucket of the endpoints' circuit breakers (runtime/pipeline/endpoints.ts). */
+  endpointsBucket: string;
+  /** `herald.rate.<topic>`: a sub-queue actor asks the master for push tokens of a rate-limited topic. */
+  rate(topic: string): string;
+  /** `herald.events.endpoint.<state>`: a breaker changed state (JSON, for operators' alerting). */
+  endpointEvent(state: string): string;
 
   /** Retention stream of an `sse` topic: what its streams replay to a client that reconnects. */
   sseStream(topic: string): string;
@@ -114,6 +121,9 @@ export function names(prefix = "herald"): Names {
     poisonBucket: `${prefix}_poison`,
     collectorsBucket: `${prefix}_collectors`,
     recipientsBucket: `${prefix}_recipients`,
+    endpointsBucket: `${prefix}_endpoints`,
+    rate: (topic) => `${prefix}.rate.${topic}`,
+    endpointEvent: (state) => `${prefix}.events.endpoint.${state}`,
     sseStream: (topic) => `${up}_SSE_${topic}`,
     sseSubjects: (topic) => `${prefix}.sse.${topic}.>`,
     sse: (topic, recipient) => `${prefix}.sse.${topic}.${recipient}`,
@@ -133,6 +143,8 @@ export const RULES_DEFAULT_KEY = "default";
 export const rulesKey = (topic: string) => `topic.${topic}`;
 export const PAUSE_ALL_KEY = "pause.all";
 export const pauseKey = (topic: string) => `pause.topic.${topic}`;
+/** A topic's rate limit in the rules bucket (JSON `{ perSecond, burst }`, or `null`: none). */
+export const rateLimitKey = (topic: string) => `limit.topic.${topic}`;
 
 /** Poison-bucket keys. */
 export const suspectKey = (stream: string, seq: number) => `${stream}.${seq}`;

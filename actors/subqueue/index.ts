@@ -29,6 +29,10 @@ import { TopicLane, type Held } from "./lane.js";
 import { SubQueueMetrics } from "./metrics.js";
 import { RulesView } from "./rules-view.js";
 import { SuspectLedger } from "./suspects.js";
+import { Breakers } from "./breaker.js";
+import { TokenGate } from "./tokens.js";
+import { Rpc } from "../../runtime/nats/rpc.js";
+import { parseRateLimit } from "../../runtime/rules/store.js";
 import { HEADER_DRILL } from "../../runtime/names.js";
 
 /** Fetch requests wait this long for messages before asking again, ms. */
@@ -49,6 +53,9 @@ export class SubQueueActor extends Actor {
   private ledger!: SuspectLedger;
   private parseCtx!: ParseContext;
   private metrics!: SubQueueMetrics;
+  private breakers!: Breakers;
+  private tokenRpc!: Rpc;
+  private readonly gates = new Map<string, TokenGate>();
   private readonly lanes = new Map<string, TopicLane>();
   private readonly inFlight = new Set<Held>();
   private running = true;
@@ -79,9 +86,14 @@ export class SubQueueActor extends Actor {
     );
     this.view = new RulesView(config.rules, log, () => this.onRulesChanged());
     await this.view.start(nc, this.io.names.rulesBucket);
+    this.breakers = new Breakers(nc, config, `${init.node}/${init.id}`, this.clock, log.child("breaker"), () => this.onRulesChanged());
+    await this.breakers.start();
+    this.tokenRpc = new Rpc(nc, this.io.names.nodeInbox);
     for (const topic of Object.keys(topics)) {
       const lane = new TopicLane(topic, this.view, this.clock, topics[topic]!.concurrency ?? config.pipeline.maxInFlight);
       this.lanes.set(topic, lane);
+      const configured = topics[topic]!.rateLimit ? parseRateLimit(topics[topic]!.rateLimit) : null;
+      this.gates.set(topic, new TokenGate(this.io.names.rate(topic), this.tokenRpc, () => this.view.rateLimit(topic, configured), () => this.schedulePump(), this.clock, log));
       this.loops.push(
         this.fetchLoop(lane, "queue", () => js.consumers.get(this.io.names.queueStream, this.io.names.queueConsumer(topic))),
         this.fetchLoop(lane, "exceptions", () => js.consumers.get(this.io.names.exceptionStream, this.io.names.exceptionConsumer(topic))),
@@ -102,6 +114,9 @@ export class SubQueueActor extends Actor {
     while (this.inFlight.size > 0 && this.clock.monotonic() < deadline) await sleep(20);
     clearInterval(this.keepAlive);
     this.view.stop();
+    this.breakers.stop();
+    for (const g of this.gates.values()) g.close();
+    this.tokenRpc.close();
     this.dispatcher.close();
     await Promise.race([Promise.all(this.loops), sleep(FETCH_EXPIRES_MS + 500)]);
   }
@@ -280,12 +295,20 @@ export class SubQueueActor extends Actor {
     for (let progressed = true; progressed; ) {
       progressed = false;
       for (const lane of lanes) {
-        const room = Math.min(lane.concurrency - lane.inFlight, lane.batchSize);
+        // An endpoint whose breaker is not closed holds its messages (one probe when it is due).
+        const gate = this.breakers.gate(lane.topic);
+        if (gate === "none") continue;
+        let room = Math.min(lane.concurrency - lane.inFlight, lane.batchSize, gate === "probe" ? 1 : Infinity);
+        // A rate-limited topic dispatches only what the master's tokens allow.
+        const tokens = this.gates.get(lane.topic)!;
+        if (room > 0) room = tokens.allow(Math.min(room, lane.held));
         const batch: Held[] = [];
         for (let h = room > 0 ? lane.next() : undefined; h; h = batch.length < room ? lane.next() : undefined) batch.push(h);
         if (batch.length === 0) continue;
+        tokens.take(batch.length);
+        if (gate === "probe") this.breakers.probeSent(lane.topic);
         progressed = true;
-        void this.send(lane, batch);
+        void this.send(lane, batch, gate === "probe");
       }
     }
     let nextDeadline: number | undefined;
@@ -298,15 +321,18 @@ export class SubQueueActor extends Actor {
     }
   }
 
-  private async send(lane: TopicLane, batch: Held[]): Promise<void> {
+  private async send(lane: TopicLane, batch: Held[], probe = false): Promise<void> {
     for (const h of batch) this.inFlight.add(h);
     lane.inFlight += batch.length;
+    let settled: Settled[] = [];
     try {
-      for (const s of await this.dispatcher.dispatch(batch)) this.count(s);
+      settled = await this.dispatcher.dispatch(batch);
+      for (const s of settled) this.count(s);
     } catch (err) {
       this.ctx.log.error("dispatch failed unexpectedly; the messages go back to the stream", { batch: batch.length, error: errorText(err) });
       for (const h of batch) h.m.nak();
     } finally {
+      if (this.breakers.active) this.breakers.observe(lane.topic, settled, probe);
       for (const h of batch) this.inFlight.delete(h);
       lane.inFlight -= batch.length;
       this.schedulePump();

@@ -9,11 +9,16 @@ import { bindBucket } from "../../runtime/nats/buckets.js";
 import { watchKv, type WatchHandle } from "../../runtime/nats/kv-watch.js";
 import { parseRules } from "../../runtime/rules/schema.js";
 import type { Rules } from "../../runtime/rules/types.js";
-import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY } from "../../runtime/names.js";
+import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY, rateLimitKey } from "../../runtime/names.js";
+import { storedRateLimit, type RateLimit } from "../../runtime/rules/store.js";
+
+const LIMIT_PREFIX = rateLimitKey("");
 
 export class RulesView {
   private readonly rules = new Map<string, Rules>();
   private readonly pauses = new Set<string>();
+  /** Rate limits the bucket holds, by topic (null: removed on purpose). */
+  private readonly limits = new Map<string, RateLimit | null>();
   private watch: WatchHandle | undefined;
   /** Bumped on every change, so lanes know to recompute. */
   version = 0;
@@ -48,6 +53,12 @@ export class RulesView {
     return this.pauses.size;
   }
 
+  /** The rate limit in force for a topic: the bucket's, else the config's (`fallbackLimit`); null for none. */
+  rateLimit(topic: string, fallbackLimit: RateLimit | null): RateLimit | null {
+    const stored = this.limits.get(topic);
+    return stored === undefined ? fallbackLimit : stored;
+  }
+
   paused(topic: string): boolean {
     return this.pauses.has(PAUSE_ALL_KEY) || this.pauses.has(`pause.topic.${topic}`);
   }
@@ -58,6 +69,18 @@ export class RulesView {
       if (value === undefined) this.pauses.delete(key);
       else this.pauses.add(key);
       if (was !== this.pauses.has(key)) this.changed(`${key} ${value === undefined ? "cleared" : "set"}`);
+      return;
+    }
+    if (key.startsWith(LIMIT_PREFIX)) {
+      const topic = key.slice(LIMIT_PREFIX.length);
+      const limit = value === undefined ? undefined : storedRateLimit(value);
+      if (value !== undefined && limit === undefined) {
+        this.log.error("ignoring an invalid rate limit in the bucket", { key });
+        return;
+      }
+      if (limit === undefined) this.limits.delete(topic);
+      else this.limits.set(topic, limit);
+      this.changed(`${key} ${value === undefined ? "removed" : "set"}`);
       return;
     }
     if (key !== RULES_DEFAULT_KEY && !key.startsWith("topic.")) return;

@@ -52,6 +52,14 @@ Usage:
   herald recipients rm ID                    remove a recipient
   herald recipients token ID [--revoke]      issue a token that reads ID's sse streams (printed
                                              once), or withdraw all of ID's tokens
+  herald ratelimit get|clear TOPIC           the topic's cluster-wide rate limit, or remove it
+  herald ratelimit set TOPIC --per-second N [--burst N]
+                                             at most N pushes per second across every node (bursts
+                                             of --burst, default N rounded up); within a second
+  herald endpoints list [--json]             the circuit breakers: closed, open, half-open, disabled
+  herald endpoints enable|disable ENDPOINT|TOPIC
+                                             close a breaker (its messages are pushed again), or
+                                             hold the endpoint's messages until enabled
   herald fault crash-actor --node NAME --actor ID
                                              fault drill: that actor's thread dies abruptly
   herald fault hang-actor --node NAME --actor ID
@@ -122,10 +130,19 @@ const commands: Record<string, { options: ParseArgsConfig["options"]; positional
   "recipients get": { options: { ...common, json: { type: "boolean" } }, positionals: 1 },
   "recipients rm": { options: { ...common }, positionals: 1 },
   "recipients token": { options: { ...common, revoke: { type: "boolean" } }, positionals: 1 },
+  "ratelimit get": { options: { ...common, json: { type: "boolean" } }, positionals: 1 },
+  "ratelimit set": { options: { ...common, "per-second": { type: "string" }, burst: { type: "string" } }, positionals: 1 },
+  "ratelimit clear": { options: { ...common }, positionals: 1 },
+  "endpoints list": { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
+  "endpoints enable": { options: { ...common }, positionals: 1 },
+  "endpoints disable": { options: { ...common }, positionals: 1 },
 };
 
 /** Commands whose first argument is an action with options of its own. */
-const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"], recipients: ["set", "get", "rm", "token"] };
+const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"], recipients: ["set", "get", "rm", "token"],
+  ratelimit: ["get", "set", "clear"],
+  endpoints: ["list", "enable", "disable"],
+};
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
@@ -196,6 +213,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./commands/dlq.js")).dlqCommand(action, parsed.positionals, flags);
     case "recipients":
       return (await import("./commands/recipients.js")).recipientsCommand(action, parsed.positionals[0], flags);
+    case "ratelimit":
+      return (await import("./commands/delivery.js")).rateLimitCommand(action, parsed.positionals[0], flags);
+    case "endpoints":
+      return (await import("./commands/delivery.js")).endpointsCommand(action, parsed.positionals[0], flags);
   }
   return 2;
 }

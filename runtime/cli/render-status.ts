@@ -34,6 +34,7 @@ export function renderStatus(s: ClusterStatus, now = Date.now()): string {
     }
   }
   if (s.collectors?.length) lines.push("", ...renderCollectors(s.collectors, now));
+  if (s.endpoints?.length) lines.push("", ...s.endpoints.map((e) => `endpoint ${e.state}: ${e.endpoint} (topics ${e.topics.join(", ")}) since ${e.since}: ${e.reason}`));
   for (const w of s.warnings ?? []) lines.push("", `warning: ${w.message}`);
   return `${lines.join("\n")}\n`;
 }

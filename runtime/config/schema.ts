@@ -216,6 +216,31 @@ const template = z
   }, always)
   .describe("Output field → template string (`{{name}}` is replaced from the message data).");
 
+/** A cluster-wide rate limit: a token bucket of `burst` tokens refilled at `perSecond`. */
+export const rateLimitSchema = z
+  .strictObject({
+    perSecond: z
+      .number({ error: (issue) => mustBe("a number of pushes per second", issue.input) })
+      .gt(0, { error: "must be more than 0 pushes per second" })
+      .max(1_000_000)
+      .describe("Pushes per second, cluster-wide (0.5: one every 2 s)."),
+    burst: integer(1, 1_000_000).optional().describe("Pushes allowed at once after a quiet spell. Default: perSecond, rounded up."),
+  })
+  .describe("A token bucket: burst tokens, refilled at perSecond.");
+
+/** When an endpoint's breaker opens, and for how long. */
+export const breakerSchema = z
+  .strictObject({
+    failureRate: z.number().gt(0).max(1).default(0.5).describe("Share of failed pushes (transient failures) in the window that opens the breaker."),
+    minRequests: integer(1, 100_000).default(10).describe("Pushes the window must hold before the rate counts."),
+    windowMs: integer(100, 3_600_000).default(30_000).describe("The window failures are counted over, ms (each node counts its own pushes)."),
+    openMs: integer(100, 3_600_000).default(10_000).describe("How long an open breaker holds messages before one probe is sent, ms."),
+    disableAfterMs: integer(0, 30 * 86_400_000)
+      .default(0)
+      .describe("An endpoint open this long (openMs per failed probe, added up) is disabled: its messages are held until `herald endpoints enable`. 0: never."),
+  })
+  .describe("Circuit breaker of the topic's endpoint (the webhook URL, SMTP server, APNs or FCM origin; the topic itself for other channels).");
+
 /** Every topic's in-flight budget and retrieval rules, whatever its channel. */
 const pacing = {
   concurrency: integer(1, 10_000)
@@ -224,6 +249,12 @@ const pacing = {
       "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
     ),
   rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+  rateLimit: rateLimitSchema
+    .optional()
+    .describe("Pushes per second of this topic across the whole cluster (a token bucket the master keeps); seeds the rules bucket on first start, then `herald ratelimit set` changes it. Absent: no limit."),
+  breaker: breakerSchema
+    .optional()
+    .describe("A circuit breaker on the topic's endpoint: past a failure rate its messages wait (no attempts spent) and a probe is sent every openMs. Absent: none."),
 };
 
 const natsTopic = z

@@ -25,10 +25,10 @@ export interface Permissions {
   allowResponses: boolean;
 }
 
-/** Every KV bucket Herald uses: the registry, rules, recipients, poison marks and collector checkpoints. */
+/** Every KV bucket Herald uses: the registry, rules, recipients, poison marks, collector checkpoints and endpoints. */
 function buckets(prefix: string): string[] {
   const p = names(prefix);
-  return [p.registryBucket, p.rulesBucket, p.recipientsBucket, p.poisonBucket, p.collectorsBucket];
+  return [p.registryBucket, p.rulesBucket, p.recipientsBucket, p.poisonBucket, p.collectorsBucket, p.endpointsBucket];
 }
 
 /**
@@ -50,8 +50,8 @@ export function rolePermissions(role: Role, prefix = "herald", extraPublish: rea
     case "operator": {
       const [registry, rules, recipients] = buckets(prefix);
       return {
-        publish: [n.submit, n.status, `${prefix}.ctl.>`, `${prefix}.in.>`, "$JS.API.>", `$KV.${registry}.>`, `$KV.${rules}.>`, `$KV.${recipients}.>`],
-        subscribe: ["_INBOX.>", `${prefix}.out.>`, n.events],
+        publish: [n.submit, n.status, `${prefix}.ctl.>`, `${prefix}.in.>`, "$JS.API.>", `$KV.${registry}.>`, `$KV.${rules}.>`, `$KV.${recipients}.>`, `$KV.${n.endpointsBucket}.>`],
+        subscribe: ["_INBOX.>", `${prefix}.out.>`, n.events, `${n.events}.>`],
         allowResponses: false,
       };
     }

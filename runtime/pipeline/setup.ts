@@ -21,7 +21,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
 import type { Logger } from "../log.js";
 import { checkStreamReplicas, ensureBucket, type Storage } from "../nats/storage.js";
-import { LEGACY_CONSUMERS, RULES_DEFAULT_KEY, names, rulesKey } from "../names.js";
+import { LEGACY_CONSUMERS, RULES_DEFAULT_KEY, names, rulesKey, rateLimitKey } from "../names.js";
 
 /** Poison marks outlive any redelivery cycle by far; older ones are stale (a recreated stream). */
 const POISON_MARK_MAX_AGE_MS = 86_400_000;
@@ -77,6 +77,7 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, l
   await ensureBucket(storage, n.poisonBucket, { history: 1, ttl: POISON_MARK_MAX_AGE_MS });
   await seedRules(await ensureBucket(storage, n.rulesBucket, { history: 5 }), config);
   await ensureBucket(storage, n.recipientsBucket, { history: 3 });
+  await ensureBucket(storage, n.endpointsBucket, { history: 5 });
   // An sse topic's pushes, kept for clients that reconnect (Last-Event-ID) or come online later:
   // a cache, so the oldest go first, by age and per recipient.
   for (const [topic, t] of Object.entries(config.topics)) {
@@ -144,5 +145,6 @@ async function seedRules(kv: KV, config: HeraldConfig): Promise<void> {
   await seed(RULES_DEFAULT_KEY, config.rules);
   for (const [topic, t] of Object.entries(config.topics)) {
     if (t.rules) await seed(rulesKey(topic), t.rules);
+    if (t.rateLimit) await seed(rateLimitKey(topic), t.rateLimit);
   }
 }

@@ -7,7 +7,8 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { HeraldConfig } from "../config/index.js";
 import { HeraldError } from "../errors.js";
-import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY, pauseKey, rulesKey } from "../names.js";
+import { PAUSE_ALL_KEY, RULES_DEFAULT_KEY, pauseKey, rateLimitKey, rulesKey } from "../names.js";
+import { rateLimitSchema } from "../config/schema.js";
 import { parseRules, RulesError } from "./schema.js";
 import type { Rules } from "./types.js";
 
@@ -146,4 +147,49 @@ function isWrongRevision(err: unknown): boolean {
     err instanceof JetStreamApiError &&
     (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   );
+}
+
+/** A topic's rate limit: pushes per second cluster-wide and the burst allowed. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+/** `{ perSecond, burst? }` checked, burst defaulted (perSecond rounded up); a USAGE error says what is wrong. */
+export function parseRateLimit(input: unknown, where = "rateLimit"): RateLimit {
+  const r = rateLimitSchema.safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new HeraldError("USAGE", `${where}${issue.path.length ? `.${issue.path.join(".")}` : ""} ${issue.message}: give { "perSecond": 50, "burst": 10 }`);
+  }
+  return { perSecond: r.data.perSecond, burst: r.data.burst ?? Math.max(1, Math.ceil(r.data.perSecond)) };
+}
+
+/** The limit a stored value says: a limit, `null` (explicitly none), or undefined when unreadable. */
+export function storedRateLimit(text: string): RateLimit | null | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value === null ? null : parseRateLimit(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The rate limit in force for `topic`: the bucket's (seeded from the config on first start,
+ * changed by `herald ratelimit`), else the config's; null when there is none.
+ */
+export async function currentRateLimit(kv: KV, config: HeraldConfig, topic: string): Promise<{ limit: RateLimit | null; from: "bucket" | "config" }> {
+  const e = await kv.get(rateLimitKey(topic));
+  if (e?.operation === "PUT") {
+    const limit = storedRateLimit(e.string());
+    if (limit !== undefined) return { limit, from: "bucket" };
+  }
+  const configured = config.topics[topic]?.rateLimit;
+  return { limit: configured ? parseRateLimit(configured) : null, from: "config" };
+}
+
+/** Sets (or, with null, removes) `topic`'s rate limit for every node; it takes effect within about a second. */
+export async function writeRateLimit(kv: KV, topic: string, limit: RateLimit | null): Promise<void> {
+  await kv.put(rateLimitKey(topic), JSON.stringify(limit));
 }

@@ -15,6 +15,7 @@ import type { LeaseValue } from "./master-lease.js";
 import { parseRecord, type RegistryRecord } from "./registry.js";
 import { assembleStatus, collectorView, type ClusterStatus, type CollectorStatus, type NodeReport, type StatusWarning } from "./status.js";
 import { MASTER_KEY, collectorStatusKey, names, nodeKey } from "../names.js";
+import { listEndpoints } from "../pipeline/endpoints.js";
 
 export interface StatusConfig {
   cluster: string;
@@ -48,8 +49,20 @@ export async function gatherStatus(nc: NatsConnection, config: StatusConfig): Pr
     lease,
     ownView,
   });
-  const collectors = await collectorStatuses(nc, config.subjectPrefix, config.collectors ?? [], lease);
-  return { ...status, ...counts, collectors };
+  const [collectors, endpoints] = await Promise.all([collectorStatuses(nc, config.subjectPrefix, config.collectors ?? [], lease), troubledEndpoints(nc, config.subjectPrefix)]);
+  return { ...status, ...counts, collectors, ...(endpoints.length ? { endpoints } : {}) };
+}
+
+/** Endpoints whose breaker is not closed; none when no breaker has ever opened. */
+async function troubledEndpoints(nc: NatsConnection, prefix: string): Promise<NonNullable<ClusterStatus["endpoints"]>> {
+  let kv: KV;
+  try {
+    kv = await bindBucket(nc, names(prefix).endpointsBucket);
+  } catch {
+    return [];
+  }
+  const all = await listEndpoints(kv).catch(() => []);
+  return all.filter((r) => r.state !== "closed").map(({ endpoint, state, topics, since, reason }) => ({ endpoint, state, topics, since, reason }));
 }
 
 /**

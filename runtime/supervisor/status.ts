@@ -52,6 +52,8 @@ export interface ClusterStatus {
   exceptions: { retrying: number; dead: number };
   /** Every configured collector, in config order. */
   collectors: CollectorStatus[];
+  /** Endpoints whose circuit breaker is not closed (open, half-open, disabled). */
+  endpoints?: { endpoint: string; state: string; topics: string[]; since: string; reason: string }[];
   /** What needs attention (empty when all is well). */
   warnings: StatusWarning[];
 }

@@ -22,6 +22,7 @@ import { UnknownTopicSweeper } from "../pipeline/sweeper.js";
 import { ActorHost } from "./actor-host.js";
 import { LivenessJudge, type Judgement } from "./liveness.js";
 import { leaseRequestTimeoutMs, MasterLease } from "./master-lease.js";
+import { RateLimiter } from "./rate-limiter.js";
 import { HeartbeatWriter, mainProcessIp, openRegistry, parseRecord } from "./registry.js";
 import type { NodeReport } from "./status.js";
 import { type Names, deathKey, names, nodeKey } from "../names.js";
@@ -90,7 +91,7 @@ export class Supervisor {
     this.names = names(config.subjectPrefix);
     this.judge = new LivenessJudge(config.heartbeat.timeoutMs);
     this.stopped = new Promise((r) => (this.resolveStopped = r));
-    this.duties.push(this.collectorDuty(), this.sweeperDuty());
+    this.duties.push(this.collectorDuty(), this.sweeperDuty(), this.rateLimitDuty());
   }
 
   /** Adds work that runs only while this node is master. */
@@ -427,6 +428,22 @@ export class Supervisor {
     } catch (err) {
       this.log.debug("could not record an actor's death", { actor, error: errorText(err) });
     }
+  }
+
+  /** Hands out the push tokens of rate-limited topics (see rate-limiter.ts). */
+  private rateLimitDuty(): MasterDuty {
+    let limiter: RateLimiter | undefined;
+    return {
+      name: "rate limits",
+      start: async () => {
+        limiter = new RateLimiter(this.nc, this.config.subjectPrefix, systemClock, this.log.child("rate"));
+        limiter.start();
+      },
+      stop: async () => {
+        limiter?.stop();
+        limiter = undefined;
+      },
+    };
   }
 
   /** Moves messages of unconfigured topics into dead letters (see sweeper.ts). */
