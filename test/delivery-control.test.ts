@@ -124,6 +124,7 @@ describe("circuit breakers", () => {
     hook = await startWebhookServer(() => (healthy ? 200 : 503));
     cluster = await LocalCluster.start({
       nodes: 2,
+      http: true,
       intervalMs: 200,
       timeoutMs: 1000,
       actors: { ingest: 1, subqueue: 1, processor: 1, pusher: 1 },
@@ -166,6 +167,9 @@ describe("circuit breakers", () => {
     expect(listed).toEqual([expect.objectContaining({ topics: ["hook"], state: expect.stringMatching(/^(open|half-open)$/) })]);
     const status = JSON.parse((await cluster.cli(["status", "--json", "-c", cluster.configFile])).stdout);
     expect(status.endpoints).toEqual([expect.objectContaining({ topics: ["hook"] })]);
+    const port = (cluster.config.nodes[1] as { http: { port: number } }).http.port;
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`herald_endpoint_state\\{endpoint="${u.origin}${u.pathname}",state="(open|half-open)"\\} 1`));
 
     healthy = true;
     await waitFor(() => events.some((e) => e.type === "endpoint.closed"), { timeoutMs: 15_000, what: "the breaker closing after a good probe" });

@@ -28,6 +28,8 @@ export interface NodeMetricsSource {
   actorMetrics(): Promise<MetricSnapshot>;
   heartbeatAgeSeconds(): number;
   natsReconnects(): number;
+  /** Every breaker's endpoint and state (cluster-wide); undefined when NATS cannot say now. */
+  endpoints(): Promise<{ endpoint: string; state: string }[] | undefined>;
   /** The sse streams this node serves now, and the events it has written to them. */
   sse(): { clients: number; events: number };
   /** Messages in the pipeline's streams (cluster-wide); undefined when NATS cannot say now. */
@@ -132,6 +134,16 @@ export class NodeMetrics {
     pipelineGauge("herald_queue_pending", "Messages in the queue stream, cluster-wide (received, not yet settled).", (p) => p.queue);
     pipelineGauge("herald_exceptions_retrying", "Entries in the exception stream, cluster-wide (failed pushes waiting for their retry).", (p) => p.exceptions);
     pipelineGauge("herald_dead_letters", "Dead letters kept, cluster-wide.", (p) => p.dead);
+    new Gauge({
+      name: "herald_endpoint_state",
+      help: "Each endpoint with a circuit breaker in its current state (1), cluster-wide: closed, open, half-open, disabled.",
+      labelNames: ["endpoint", "state"],
+      registers: register,
+      async collect() {
+        this.reset();
+        for (const e of (await source.endpoints()) ?? []) this.set({ endpoint: e.endpoint, state: e.state }, 1);
+      },
+    });
     new Gauge({
       name: "herald_sse_clients",
       help: "Clients connected to this node's /v1/subscribe streams.",

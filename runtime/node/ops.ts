@@ -14,6 +14,9 @@ import type { SubmitReply } from "../pipeline/work.js";
 import type { Logger } from "../log.js";
 import { NodeAdmin } from "./admin.js";
 import { SseHub } from "./sse-hub.js";
+import { names } from "../names.js";
+import { bindBucket } from "../nats/buckets.js";
+import { endpointOf, listEndpoints } from "../pipeline/endpoints.js";
 import type { NodeHttpApp, ReadyCheck } from "./http-server.js";
 
 /** An HTTP submission waits this long for the ingest actor's answer (it answers once durable), ms. */
@@ -32,6 +35,7 @@ export class NodeOps implements NodeHttpApp {
   /** Shared by every console watching this node: one status read per LIVE_SHARE_MS, however many watch. */
   readonly live = sharedFor(LIVE_SHARE_MS, () => this.#readLive());
   readonly #pipelineCounts = sharedFor(PIPELINE_CACHE_MS, () => this.#readPipelineCounts());
+  readonly #endpoints = sharedFor(PIPELINE_CACHE_MS, () => this.#readEndpoints());
 
   constructor(
     private readonly supervisor: Supervisor,
@@ -52,6 +56,7 @@ export class NodeOps implements NodeHttpApp {
       heartbeatAgeSeconds: () => (supervisor.heartbeatAgeMs() ?? 0) / 1000,
       natsReconnects: () => supervisor.natsReconnects(),
       sse: () => ({ clients: this.streams.clients, events: this.streams.events }),
+      endpoints: () => this.#endpoints(),
       pipeline: () => this.#pipelineCounts(),
     });
   }
@@ -130,6 +135,21 @@ export class NodeOps implements NodeHttpApp {
       },
       { name: "master", ...masterDetail() },
     ];
+  }
+
+  /** Every breaker the config defines (closed unless the bucket says otherwise), with its state. */
+  async #readEndpoints(): Promise<{ endpoint: string; state: string }[] | undefined> {
+    const nc = this.supervisor.connection();
+    const withBreaker = Object.entries(this.config.topics).filter(([, t]) => t.breaker);
+    if (!nc || withBreaker.length === 0) return [];
+    try {
+      const records = await listEndpoints(await bindBucket(nc, names(this.config.subjectPrefix).endpointsBucket));
+      const states = new Map(withBreaker.map(([n, t]) => [endpointOf(n, t), "closed"]));
+      for (const r of records) states.set(r.endpoint, r.state);
+      return [...states].map(([endpoint, state]) => ({ endpoint, state }));
+    } catch {
+      return undefined;
+    }
   }
 
   #readPipelineCounts(): Promise<{ queue: number; exceptions: number; dead: number } | undefined> {
