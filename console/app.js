@@ -112,6 +112,7 @@ function Cluster({ status }) {
       <div class="count">dead letters <b id="dead-count">${status.exceptions.dead}</b></div>
     </div>
     ${status.warnings.map((w) => html`<p class="warn">${w.message}</p>`)}
+    ${(status.endpoints ?? []).map((e) => html`<p class=${e.state === "half-open" ? "warn" : "error"} data-endpoint=${e.endpoint}>endpoint ${e.state}: ${e.endpoint} (${e.topics.join(", ")}) since ${e.since}: ${e.reason}</p>`)}
     <table>
       <thead><tr><th>node</th><th>state</th><th>role</th><th>heartbeat</th><th>pid</th><th>actors (restarts)</th></tr></thead>
       <tbody>
