@@ -19,7 +19,7 @@ import type { Logger } from "../../runtime/log.js";
 import { NoRespondersError, Rpc } from "../../runtime/nats/rpc.js";
 import { pushTimeoutMs, renderTimeoutMs } from "../../runtime/pipeline/deadlines.js";
 import type { Original, QueueIO } from "../../runtime/pipeline/queue-io.js";
-import { decideSettlement, type Settlement } from "../../runtime/pipeline/settle.js";
+import { decideSettlement, retryPolicy, type RetryPolicy, type Settlement } from "../../runtime/pipeline/settle.js";
 import { originalOf } from "../../runtime/pipeline/stored.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
 import type { Envelope, Outcome, PushMessage } from "../../runtime/pipeline/types.js";
@@ -58,6 +58,8 @@ export class Dispatcher {
   private readonly rpc: Rpc;
   /** Largest request a batch is sent in: a quarter of what the server accepts (replies grow). */
   private readonly batchBytes: number;
+  /** Each topic's retry policy: its `retry` over `pipeline.retry`. */
+  private readonly policies: Map<string, RetryPolicy>;
 
   constructor(
     nc: NatsConnection,
@@ -71,6 +73,7 @@ export class Dispatcher {
   ) {
     this.rpc = new Rpc(nc, names(config.subjectPrefix).nodeInbox);
     this.batchBytes = Math.max(4096, Math.floor(io.payloadRoom / 4));
+    this.policies = new Map(Object.entries(config.topics).map(([name, t]) => [name, retryPolicy(config.pipeline.retry, t.retry)]));
   }
 
   close(): void {
@@ -88,7 +91,7 @@ export class Dispatcher {
       for (const h of batch) h.m.nak();
       return batch.map(() => "requeued");
     }
-    const policy = this.config.pipeline.retry;
+    const policy = this.policies.get(batch[0]?.env.topic ?? "") ?? this.config.pipeline.retry;
     return Promise.all(batch.map((h, i) => this.settle(h, attempts[i]!, decideSettlement(outcomes[i]!, attempts[i]!, policy))));
   }
 

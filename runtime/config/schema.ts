@@ -216,7 +216,40 @@ const template = z
   }, always)
   .describe("Output field → template string (`{{name}}` is replaced from the message data).");
 
-/** Every topic's in-flight budget and retrieval rules, whatever its channel. */
+/** A topic's own retry schedule; each key it leaves out is pipeline.retry's. */
+const topicRetryKeys = {
+  backoffMs: z
+    .array(integer(0, 86_400_000))
+    .min(1)
+    .optional()
+    .describe("Delay before this topic's retry n (ms); the last value repeats. Default: pipeline.retry.backoffMs."),
+  maxAttempts: integer(1, 1000)
+    .optional()
+    .describe("Push attempts of this topic's messages before they become dead letters (reason exhausted). Default: pipeline.retry.maxAttempts."),
+};
+
+/** The statuses only an HTTP answer has: a webhook's. */
+const abortOn = z
+  .array(integer(400, 599))
+  .min(1)
+  .optional()
+  .describe(
+    "HTTP statuses of the webhook's answer that make a failure permanent (a dead letter, reason rejected) instead of a retry, e.g. [503]. Only 408, 429 and 5xx change anything: other statuses are permanent already.",
+  );
+
+const notWebhook = z
+  .never({ error: "applies to webhook channels only (the statuses of the webhook's HTTP answer); this topic's channel is not a webhook" })
+  .optional();
+
+const topicRetry = z
+  .strictObject({ ...topicRetryKeys, abortOn: notWebhook })
+  .describe("This topic's retry schedule, over pipeline.retry (each key left out is the pipeline's).");
+
+const webhookRetry = z
+  .strictObject({ ...topicRetryKeys, abortOn })
+  .describe("This topic's retry schedule, over pipeline.retry (each key left out is the pipeline's), and the answers that stop retries.");
+
+/** Every topic's in-flight budget, retrieval rules and retry schedule, whatever its channel. */
 const pacing = {
   concurrency: integer(1, 10_000)
     .optional()
@@ -224,6 +257,7 @@ const pacing = {
       "Pushes of this topic a sub-queue actor has in flight at most; its own budget, so a slow endpoint holds only its own slots. Default: pipeline.maxInFlight.",
     ),
   rules: rulesSchema.optional().describe("Retrieval rules of this topic. Default: the top-level rules."),
+  retry: topicRetry.optional(),
 };
 
 const natsTopic = z
@@ -273,6 +307,7 @@ const webhookTopic = z
       .describe("Extra request headers."),
     template: template.optional(),
     ...pacing,
+    retry: webhookRetry.optional(),
   })
   .describe("Push by HTTP POST to a webhook (Standard Webhooks signatures).");
 

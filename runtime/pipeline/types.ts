@@ -49,7 +49,13 @@ export type Outcome =
       /** Delivered nowhere: every address was dead or the recipient had none (not a failure to retry). */
       nowhere?: boolean;
     }
-  | { outcome: "retry"; reason: string; retryAfterMs?: number }
+  | {
+      outcome: "retry";
+      reason: string;
+      retryAfterMs?: number;
+      /** The HTTP status of the answer that failed, when there was one (a topic's `retry.abortOn` may make it permanent). */
+      status?: number;
+    }
   | { outcome: "dead"; reason: DeadReason; error: string };
 
 /**

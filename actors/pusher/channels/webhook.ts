@@ -25,6 +25,11 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
 /** Response bytes read to reuse the socket and quote errors; past this the body is cancelled. */
 const MAX_DRAIN_BYTES = 64 * 1024;
 const SNIPPET_CHARS = 200;
+/**
+ * A receiver that will never take a message says so with `webhook-delivery: abort` on its non-2xx
+ * answer: the failure is then permanent whatever the status (README, per-topic retry schedules).
+ */
+const DELIVERY_HEADER = "webhook-delivery";
 
 export class WebhookChannel implements Channel {
   readonly kind = "webhook" as const;
@@ -138,9 +143,12 @@ function classify(res: PostResponse, text: string, where: string, nowMs: number,
   const snippet = text.replace(/\s+/g, " ").trim();
   if (snippet !== "") what += `: ${snippet.length > SNIPPET_CHARS ? `${snippet.slice(0, SNIPPET_CHARS)}…` : snippet}`;
   what = scrub(what);
+  if (res.header(DELIVERY_HEADER)?.trim().toLowerCase() === "abort") {
+    return { outcome: "dead", reason: "rejected", error: `the receiver asked to stop retries (${DELIVERY_HEADER}: abort): ${what}` };
+  }
   if (s === 408 || s === 429 || s >= 500) {
     const after = s === 429 || s === 503 ? retryAfterMs(res.header("retry-after") ?? null, nowMs) : undefined;
-    return after === undefined ? { outcome: "retry", reason: what } : { outcome: "retry", reason: what, retryAfterMs: after };
+    return after === undefined ? { outcome: "retry", reason: what, status: s } : { outcome: "retry", reason: what, retryAfterMs: after, status: s };
   }
   return { outcome: "dead", reason: "rejected", error: what };
 }
