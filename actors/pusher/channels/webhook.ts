@@ -4,7 +4,7 @@
  * followed.
  */
 import { Buffer } from "node:buffer";
-import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig } from "../../../runtime/config/schema.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { encodePayload, InFlight, type Channel } from "./channel.js";
 import { TimeoutError } from "../../../runtime/errors.js";
@@ -36,14 +36,14 @@ export class WebhookChannel implements Channel {
   readonly #userAgent: string;
   readonly #now: () => number;
   readonly #inFlight = new InFlight();
-  readonly #targets = new WeakMap<TopicConfig, Prepared>();
+  readonly #targets = new WeakMap<SingleTopicConfig, Prepared>();
 
   constructor(opts: WebhookChannelOptions = {}) {
     this.#userAgent = opts.userAgent ?? "Herald-Webhooks/1";
     this.#now = opts.now ?? Date.now;
   }
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "webhook channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -52,7 +52,7 @@ export class WebhookChannel implements Channel {
    * What every push of a topic shares, made once per topic config: the URL, the fixed headers, and
    * the scrubber of its secrets. A URL that cannot be used is remembered as such.
    */
-  #target(topic: TopicConfig & { channel: "webhook" }): Prepared {
+  #target(topic: SingleTopicConfig & { channel: "webhook" }): Prepared {
     let t = this.#targets.get(topic);
     if (t === undefined) {
       t = prepareTarget(topic, this.#userAgent);
@@ -66,7 +66,7 @@ export class WebhookChannel implements Channel {
     await closePools();
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "webhook") {
       return { outcome: "dead", reason: "rejected", error: `webhook channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     }
@@ -107,7 +107,7 @@ interface Target {
   scrub: (text: string) => string;
 }
 
-function prepareTarget(topic: TopicConfig & { channel: "webhook" }, userAgent: string): Prepared {
+function prepareTarget(topic: SingleTopicConfig & { channel: "webhook" }, userAgent: string): Prepared {
   // Header values and URL parameters may hold tokens, and servers echo them back in errors:
   // scrub them (and the secret) from every text we return.
   const secrets = [topic.secret, ...Object.values(topic.headers ?? {})];
