@@ -221,7 +221,7 @@ function DeadLetters({ api, deadCount }) {
         ${result.letters.map(
           (l) => html`<tr data-letter=${l.id}>
             <td><input type="checkbox" checked=${selected.has(l.id)} onChange=${() => toggle(l.id)} /></td>
-            <td>${l.id}</td><td>${l.topic}</td><td>${l.reason ?? "?"}</td><td>${l.attempts ?? "–"}</td>
+            <td>${l.id}</td><td>${l.channel ? `${l.topic} · ${l.channel}` : l.topic}</td><td>${l.reason ?? "?"}</td><td>${l.attempts ?? "–"}</td>
             <td>${l.deadAt ? new Date(l.deadAt).toISOString().replace(".000", "") : "–"}</td>
             <td>${l.error}</td>
           </tr>`,

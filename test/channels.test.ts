@@ -18,7 +18,8 @@ import {
 } from "../actors/pusher/channels/index.js";
 import type { TopicConfig, WebhookTopicConfig } from "../runtime/config/schema.js";
 import { freePort } from "../runtime/nats/server.js";
-import type { Outcome, PushMessage } from "../runtime/pipeline/types.js";
+import { decideSettlement } from "../runtime/pipeline/settle.js";
+import type { Envelope, Outcome, PushMessage } from "../runtime/pipeline/types.js";
 import { startTestNats, waitFor } from "./helpers/nats.js";
 import { names } from "../runtime/names.js";
 
@@ -308,6 +309,56 @@ describe("WebhookChannel", () => {
     await closing;
     expect(await pending).toMatchObject({ outcome: "delivered" });
     expect(await ch.push(message(), webhookTopic(r.url))).toEqual({ outcome: "retry", reason: "webhook channel is closed" });
+  });
+});
+
+describe("WebhookChannel: the receiver's abort and retry.abortOn", () => {
+  const channel = new WebhookChannel();
+  const attempt = (n: number): Envelope => ({ id: message().id, topic: "demo", data: {}, createdAt: 0, source: "submit", attempts: n });
+  const policy = { backoffMs: [200], maxAttempts: 3 };
+
+  it("a non-2xx answer with webhook-delivery: abort → dead/rejected saying the receiver asked to stop retries", async () => {
+    const r = await startReceiver(reply(503, "gone for good", { "webhook-delivery": "abort" }));
+    const o = await channel.push(message(), webhookTopic(r.url));
+    expect(o).toEqual({
+      outcome: "dead",
+      reason: "rejected",
+      error: expect.stringMatching(/^the receiver asked to stop retries \(webhook-delivery: abort\): webhook answered 503 Service Unavailable to POST http:\/\/127\.0\.0\.1:\d+\/hooks\/herald: gone for good$/),
+    });
+    expect(r.received).toHaveLength(1);
+  });
+
+  it("reads the header's name and value in any case, with any status that is not 2xx", async () => {
+    for (const [status, value] of [[429, "ABORT"], [500, " Abort "], [408, "abort"], [404, "aBoRt"]] as const) {
+      const r = await startReceiver(reply(status, "", { "Webhook-Delivery": value }));
+      const o = await channel.push(message(), webhookTopic(r.url));
+      expect(o, `${status} ${value}`).toMatchObject({ outcome: "dead", reason: "rejected", error: expect.stringContaining("asked to stop retries") });
+    }
+  });
+
+  it("a 2xx with the header is delivered, and another value of the header changes nothing", async () => {
+    const ok = await startReceiver(reply(200, "", { "webhook-delivery": "abort" }));
+    expect(await channel.push(message(), webhookTopic(ok.url))).toMatchObject({ outcome: "delivered" });
+    const other = await startReceiver(reply(503, "", { "webhook-delivery": "retry-later" }));
+    expect(await channel.push(message(), webhookTopic(other.url))).toMatchObject({ outcome: "retry", status: 503 });
+  });
+
+  it("a transient answer carries its status, so a status in retry.abortOn is settled as a dead letter at once", async () => {
+    const r = await startReceiver(reply(503, "maintenance"));
+    const o = await channel.push(message(), webhookTopic(r.url));
+    expect(o).toMatchObject({ outcome: "retry", status: 503 });
+    expect(decideSettlement(o, attempt(1), policy)).toMatchObject({ action: "retry", delayMs: 200 });
+    expect(decideSettlement(o, attempt(1), { ...policy, abortOn: [503] })).toEqual({
+      action: "dead",
+      reason: "rejected",
+      error: expect.stringMatching(/^webhook answered 503 Service Unavailable to .*: maintenance \(503 is in the topic's retry\.abortOn: not retried\)$/),
+    });
+    expect(decideSettlement(o, attempt(1), { ...policy, abortOn: [500, 502] })).toMatchObject({ action: "retry" });
+    // Timeouts and network errors have no status: abortOn cannot stop them.
+    const port = await freePort();
+    const refused = await channel.push(message(), webhookTopic(`http://127.0.0.1:${port}/hook`));
+    expect(refused).not.toHaveProperty("status");
+    expect(decideSettlement(refused, attempt(1), { ...policy, abortOn: [503] })).toMatchObject({ action: "retry" });
   });
 });
 

@@ -300,7 +300,21 @@ describe("errors name the path and the reason", () => {
     expectIssue(err, "topics.a.url", "required");
     expectIssue(err, "topics.b.url", "must be an http:// or https:// URL");
     expectIssue(err, "topics.c.secret", "whsec_");
-    expectIssue(err, "topics.d.channel", 'must be one of "nats", "webhook", "email", "webpush", "apns", "fcm", "sse" (got "smtp")');
+    expectIssue(
+      err,
+      "topics.d.channel",
+      'must be one of "nats", "webhook", "email", "webpush", "apns", "fcm", "sse" (got "smtp"); or, to push to several channels, leave "channel" out and list them in "channels"',
+    );
+  });
+
+  test("a topic with neither channel nor channels: one issue saying what either would be", () => {
+    const err = rejects({ ...minimal(), topics: { t: { url: "https://example.com/h" } } });
+    expect(err.issues).toEqual([
+      {
+        path: "topics.t.channel",
+        message: 'required: must be one of "nats", "webhook", "email", "webpush", "apns", "fcm", "sse"; or, to push to several channels, leave "channel" out and list them in "channels"',
+      },
+    ]);
   });
 
   test("email topics: smtp.host and from required, a template rendering subject and text", () => {
@@ -470,7 +484,7 @@ describe("cluster.config.schema.json", () => {
     expect(validateJsonSchema(schema, example)).toEqual([]);
     example.nodes[0].actors.procesor = 1;
     example.topics.demo.channel = "smtp";
-    expect(validateJsonSchema(schema, example)).toEqual(["nodes[0].actors: unknown key procesor", "topics.demo: matches 0 of 7 oneOf"]);
+    expect(validateJsonSchema(schema, example)).toEqual(["nodes[0].actors: unknown key procesor", "topics.demo: matches 0 of 8 oneOf"]);
   });
 });
 

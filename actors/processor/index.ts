@@ -21,7 +21,8 @@ class ProcessorActor extends Actor {
     const { nc, config, log } = this.ctx;
     this.renderer = new Renderer(config.topics);
     for (const e of this.renderer.templateErrors()) {
-      log.error("template does not parse; its messages will become dead letters", { topic: e.topic, field: e.field, error: e.error });
+      const where = e.channel === undefined ? { topic: e.topic } : { topic: e.topic, channel: e.channel.name };
+      log.error("template does not parse; its messages will become dead letters", { ...where, field: e.field, error: e.error });
     }
     this.sub = nc.subscribe(names(config.subjectPrefix).process, {
       queue: "herald-processors",
@@ -53,7 +54,7 @@ class ProcessorActor extends Actor {
     const r = this.renderer.render(env);
     if (r.ok) {
       this.processed++;
-      return { ok: true, message: r.message };
+      return r.failed === undefined ? { ok: true, message: r.message } : { ok: true, message: r.message, failed: r.failed };
     }
     this.failed++;
     return { ok: false, reason: r.reason, error: r.error };

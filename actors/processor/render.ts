@@ -12,7 +12,8 @@ import { Buffer } from "node:buffer";
 import { Context, Liquid, toValue, toValueSync, type Emitter, type Template } from "liquidjs";
 import type { TopicConfig } from "../../runtime/config/index.js";
 import { HeraldError } from "../../runtime/errors.js";
-import type { Envelope, PushMessage } from "../../runtime/pipeline/types.js";
+import { isFanout } from "../../runtime/config/topics.js";
+import type { ChannelOutcome, ChannelPush, Envelope, PushMessage } from "../../runtime/pipeline/types.js";
 
 /** Limits of one field's render. Every field has the defaults unless a test or bench says otherwise. */
 export interface RenderLimits {
@@ -41,15 +42,21 @@ export interface RenderLimits {
   fastPath?: boolean;
 }
 
-/** A template that did not parse: its topic, output field and LiquidJS's reason. */
+/** A template that did not parse: its topic (and channel, of a fan-out topic), output field and LiquidJS's reason. */
 export interface TemplateError {
   topic: string;
+  /** Of a fan-out topic: the channel whose template it is, and its place in `channels`. */
+  channel?: { name: string; index: number };
   field: string;
   error: string;
 }
 
+/**
+ * A rendered message, or why it cannot be. A fan-out message renders each channel still to
+ * deliver on its own: `message.channels` holds those that rendered, `failed` the others.
+ */
 export type RenderResult =
-  | { ok: true; message: PushMessage }
+  | { ok: true; message: PushMessage; failed?: ChannelOutcome[] }
   | { ok: false; reason: "render" | "unknown-topic"; error: string };
 
 /** Tags that read other templates: with no file system they could only fail, so they do not parse. */
@@ -95,6 +102,8 @@ export function plainTemplate(source: string): Plain | undefined {
 export class Renderer {
   readonly #liquid: Liquid;
   readonly #topics = new Map<string, Field[]>();
+  /** Fan-out topics: each channel's fields, by name, in the order of `channels`. */
+  readonly #fanout = new Map<string, Map<string, Field[]>>();
   readonly #maxFieldBytes: number;
   readonly #fastPath: boolean;
 
@@ -115,17 +124,21 @@ export class Renderer {
     for (const tag of FILE_TAGS) delete this.#liquid.tags[tag];
 
     for (const [topic, config] of Object.entries(topics)) {
-      const fields = Object.entries(config.template ?? {}).map(([field, source]): Field => {
-        try {
-          const template = this.#liquid.parse(source);
-          const plain = this.#fastPath ? plainTemplate(source) : undefined;
-          return plain ? { field, template, plain } : { field, template };
-        } catch (err) {
-          return { field, error: errorText(err) };
-        }
-      });
-      this.#topics.set(topic, fields);
+      if (isFanout(config)) this.#fanout.set(topic, new Map(config.channels.map((c) => [c.name, this.#parse(c.template)])));
+      else this.#topics.set(topic, this.#parse(config.template));
     }
+  }
+
+  #parse(template: Record<string, string> | undefined): Field[] {
+    return Object.entries(template ?? {}).map(([field, source]): Field => {
+      try {
+        const parsed = this.#liquid.parse(source);
+        const plain = this.#fastPath ? plainTemplate(source) : undefined;
+        return plain ? { field, template: parsed, plain } : { field, template: parsed };
+      } catch (err) {
+        return { field, error: errorText(err) };
+      }
+    });
   }
 
   /** Templates that failed to parse; empty when every topic can render. Check it at startup. */
@@ -133,6 +146,11 @@ export class Renderer {
     const errors: TemplateError[] = [];
     for (const [topic, fields] of this.#topics) {
       for (const f of fields) if ("error" in f) errors.push({ topic, field: f.field, error: f.error });
+    }
+    for (const [topic, channels] of this.#fanout) {
+      [...channels].forEach(([name, fields], index) => {
+        for (const f of fields) if ("error" in f) errors.push({ topic, channel: { name, index }, field: f.field, error: f.error });
+      });
     }
     return errors;
   }
@@ -147,37 +165,53 @@ export class Renderer {
   render(envelope: Envelope): RenderResult {
     const fields = this.#topics.get(envelope.topic);
     if (fields === undefined) {
+      const channels = this.#fanout.get(envelope.topic);
+      if (channels !== undefined) return this.#renderFanout(envelope, channels);
       return { ok: false, reason: "unknown-topic", error: `no template for topic ${JSON.stringify(envelope.topic)}: it is not configured` };
     }
-    const message = {
-      id: envelope.id,
-      topic: envelope.topic,
-      ...(envelope.to === undefined ? {} : { to: envelope.to }),
-      createdAt: envelope.createdAt,
-    };
-    // Spread (not Object.assign) defines an own "__proto__" key instead of setting the prototype.
-    const scope = { ...envelope.data, data: envelope.data, message };
+    const rendered = this.#renderFields(fields, scopeOf(envelope), `topic ${JSON.stringify(envelope.topic)}`);
+    if (typeof rendered === "string") return { ok: false, reason: "render", error: rendered };
+    return { ok: true, message: pushMessage(envelope, rendered) };
+  }
+
+  /**
+   * Each channel of a fan-out message still to deliver (`envelope.channels`, absent: all), with
+   * its own template. A channel that fails to render, or that the topic no longer has, is a dead
+   * outcome of its own; the others go on.
+   */
+  #renderFanout(envelope: Envelope, channels: Map<string, Field[]>): RenderResult {
+    const scope = scopeOf(envelope);
+    const topic = JSON.stringify(envelope.topic);
+    const pushes: ChannelPush[] = [];
+    const failed: ChannelOutcome[] = [];
+    for (const channel of envelope.channels ?? channels.keys()) {
+      const fields = channels.get(channel);
+      if (fields === undefined) {
+        const error = `topic ${topic} has no channel named ${JSON.stringify(channel)} (topics.${envelope.topic}.channels) any more`;
+        failed.push({ channel, outcome: { outcome: "dead", reason: "invalid", error } });
+        continue;
+      }
+      const rendered = this.#renderFields(fields, scope, `topic ${topic} channel ${JSON.stringify(channel)}`);
+      if (typeof rendered === "string") failed.push({ channel, outcome: { outcome: "dead", reason: "render", error: rendered } });
+      else pushes.push({ channel, rendered });
+    }
+    const message = { ...pushMessage(envelope, {}), channels: pushes };
+    return failed.length === 0 ? { ok: true, message } : { ok: true, message, failed };
+  }
+
+  /** Every field rendered, or the error of the first that fails (every failure is permanent). */
+  #renderFields(fields: Field[], scope: object, where: string): Record<string, string> | string {
     const rendered: Record<string, string> = {};
     for (const f of fields) {
-      const where = `topic ${JSON.stringify(envelope.topic)} field ${JSON.stringify(f.field)}`;
-      if ("error" in f) return { ok: false, reason: "render", error: `${where}: the template does not parse: ${f.error}` };
+      const at = `${where} field ${JSON.stringify(f.field)}`;
+      if ("error" in f) return `${at}: the template does not parse: ${f.error}`;
       try {
         rendered[f.field] = (f.plain && renderPlain(f.plain, scope, this.#maxFieldBytes)) ?? this.#renderField(f.template, scope);
       } catch (err) {
-        return { ok: false, reason: "render", error: `${where}: ${errorText(err)}` };
+        return `${at}: ${errorText(err)}`;
       }
     }
-    return {
-      ok: true,
-      message: {
-        id: envelope.id,
-        topic: envelope.topic,
-        ...(envelope.to === undefined ? {} : { to: envelope.to }),
-        createdAt: envelope.createdAt,
-        rendered,
-        data: envelope.data,
-      },
-    };
+    return rendered;
   }
 
   #renderField(template: Template[], scope: object): string {
@@ -190,6 +224,32 @@ export class Renderer {
     if (bytes > this.#maxFieldBytes) throw new OutputTooLarge(this.#maxFieldBytes, `${bytes} bytes`);
     return emitter.buffer;
   }
+}
+
+/**
+ * What templates see: `data` fields at the top level, the whole `data` as `data`, and the
+ * envelope's identity as `message`; `data` and `message` win over data keys of the same name.
+ */
+function scopeOf(envelope: Envelope): object {
+  const message = {
+    id: envelope.id,
+    topic: envelope.topic,
+    ...(envelope.to === undefined ? {} : { to: envelope.to }),
+    createdAt: envelope.createdAt,
+  };
+  // Spread (not Object.assign) defines an own "__proto__" key instead of setting the prototype.
+  return { ...envelope.data, data: envelope.data, message };
+}
+
+function pushMessage(envelope: Envelope, rendered: Record<string, string>): PushMessage {
+  return {
+    id: envelope.id,
+    topic: envelope.topic,
+    ...(envelope.to === undefined ? {} : { to: envelope.to }),
+    createdAt: envelope.createdAt,
+    rendered,
+    data: envelope.data,
+  };
 }
 
 /**

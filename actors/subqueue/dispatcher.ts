@@ -19,10 +19,10 @@ import type { Logger } from "../../runtime/log.js";
 import { NoRespondersError, Rpc } from "../../runtime/nats/rpc.js";
 import { pushTimeoutMs, renderTimeoutMs } from "../../runtime/pipeline/deadlines.js";
 import type { Original, QueueIO } from "../../runtime/pipeline/queue-io.js";
-import { decideSettlement, type Settlement } from "../../runtime/pipeline/settle.js";
+import { decideFanout, decideSettlement, retryPolicy, type FanoutSettlement, type RetryPolicy, type Settlement } from "../../runtime/pipeline/settle.js";
 import { originalOf } from "../../runtime/pipeline/stored.js";
 import type { DeadLetter } from "../../runtime/pipeline/streams.js";
-import type { Envelope, Outcome, PushMessage } from "../../runtime/pipeline/types.js";
+import type { ChannelOutcome, Envelope, FanoutOutcome, Outcome, PushMessage } from "../../runtime/pipeline/types.js";
 import { batchPayload, type PushReply, type RenderReply } from "../../runtime/pipeline/work.js";
 import type { Held } from "./lane.js";
 import type { SubQueueMetrics } from "./metrics.js";
@@ -30,6 +30,9 @@ import { names } from "../../runtime/names.js";
 
 /** What became of a dispatch, for the caller's counters. */
 export type Settled = "delivered" | "retrying" | "dead" | "requeued";
+
+/** What became of one message's push: an outcome, or for a fan-out message one per channel. */
+type Delivery = Outcome | FanoutOutcome;
 
 /** While no processor or pusher is running, the batch is offered again this often, ms. */
 const NO_RESPONDER_RETRY_MS = 1000;
@@ -58,6 +61,8 @@ export class Dispatcher {
   private readonly rpc: Rpc;
   /** Largest request a batch is sent in: a quarter of what the server accepts (replies grow). */
   private readonly batchBytes: number;
+  /** Each topic's retry policy: its `retry` over `pipeline.retry`. */
+  private readonly policies: Map<string, RetryPolicy>;
 
   constructor(
     nc: NatsConnection,
@@ -71,6 +76,7 @@ export class Dispatcher {
   ) {
     this.rpc = new Rpc(nc, names(config.subjectPrefix).nodeInbox);
     this.batchBytes = Math.max(4096, Math.floor(io.payloadRoom / 4));
+    this.policies = new Map(Object.entries(config.topics).map(([name, t]) => [name, retryPolicy(config.pipeline.retry, t.retry)]));
   }
 
   close(): void {
@@ -88,60 +94,74 @@ export class Dispatcher {
       for (const h of batch) h.m.nak();
       return batch.map(() => "requeued");
     }
-    const policy = this.config.pipeline.retry;
-    return Promise.all(batch.map((h, i) => this.settle(h, attempts[i]!, decideSettlement(outcomes[i]!, attempts[i]!, policy))));
+    const policy = this.policies.get(batch[0]?.env.topic ?? "") ?? this.config.pipeline.retry;
+    return Promise.all(batch.map((h, i) => this.settle(h, attempts[i]!, decide(outcomes[i]!, attempts[i]!, policy))));
   }
 
   /**
    * Render, then push: one outcome per envelope. Undefined when the actor stopped while no
    * processor or pusher was running (the batch goes back to the stream, attempts unspent).
    */
-  private async deliver(attempts: Envelope[]): Promise<Outcome[] | undefined> {
+  private async deliver(attempts: Envelope[]): Promise<Delivery[] | undefined> {
     const encoded = attempts.map((e) => encode(e));
     const groups = bySize(encoded, this.batchBytes);
     if (groups.length > 1) {
       // Too much for one request: each part goes its own way, and the outcomes are put back in order.
       const parts = await Promise.all(groups.map((g) => this.deliverGroup(g.map((i) => attempts[i]!), g.map((i) => encoded[i]!))));
       if (parts.some((p) => p === undefined)) return undefined;
-      const out: Outcome[] = [];
+      const out: Delivery[] = [];
       groups.forEach((g, k) => g.forEach((i, j) => (out[i] = parts[k]![j]!)));
       return out;
     }
     return this.deliverGroup(attempts, encoded);
   }
 
-  private async deliverGroup(attempts: Envelope[], encoded: Uint8Array[]): Promise<Outcome[] | undefined> {
+  private async deliverGroup(attempts: Envelope[], encoded: Uint8Array[]): Promise<Delivery[] | undefined> {
     const topic = attempts[0]!.topic;
     const rendered = await this.hop<RenderReply>(this.io.names.process, batchPayload("envelopes", encoded), renderTimeoutMs(), "a processor");
     if (rendered === undefined) return undefined;
     if ("failed" in rendered) return attempts.map(() => ({ outcome: "retry", reason: rendered.failed }));
-    const outcomes: (Outcome | undefined)[] = rendered.reply.rendered.map((r) =>
+    const outcomes: (Delivery | undefined)[] = rendered.reply.rendered.map((r) =>
       r.ok ? undefined : { outcome: "dead", reason: r.reason, error: r.error },
     );
     const messages: PushMessage[] = [];
-    rendered.reply.rendered.forEach((r) => r.ok && messages.push(r.message));
+    /** Of a fan-out message that is pushed: the channels that did not render, by its place in `messages`. */
+    let unrendered: ChannelOutcome[][] | undefined;
+    rendered.reply.rendered.forEach((r, i) => {
+      if (!r.ok) return;
+      if (r.message.channels?.length === 0) outcomes[i] = { channels: r.failed ?? [] };
+      else {
+        if (r.failed !== undefined) (unrendered ??= [])[messages.length] = r.failed;
+        messages.push(r.message);
+      }
+    });
     if (messages.length > 0) {
       const fromPusher = await this.pushAll(topic, messages);
       if (fromPusher === undefined) return undefined;
       let next = 0;
-      for (let i = 0; i < outcomes.length; i++) if (outcomes[i] === undefined) outcomes[i] = fromPusher[next++];
+      for (let i = 0; i < outcomes.length; i++) {
+        if (outcomes[i] !== undefined) continue;
+        const failed = unrendered?.[next];
+        outcomes[i] = failed === undefined ? fromPusher[next]! : withUnrendered(fromPusher[next]!, messages[next]!, failed);
+        next++;
+      }
     }
-    return outcomes as Outcome[];
+    return outcomes as Delivery[];
   }
 
   /** One outcome per message, pushed in requests that fit; undefined if stopped meanwhile. */
-  private async pushAll(topic: string, messages: PushMessage[]): Promise<Outcome[] | undefined> {
+  private async pushAll(topic: string, messages: PushMessage[]): Promise<Delivery[] | undefined> {
     const encoded = messages.map((m) => encode(m));
     const parts = await Promise.all(
       bySize(encoded, this.batchBytes).map(async (g) => {
         const pushed = await this.hop<PushReply>(this.io.names.push, batchPayload("messages", g.map((i) => encoded[i]!), { topic }), pushTimeoutMs(this.config, topic), "a pusher");
         if (pushed === undefined) return undefined;
-        const outcomes: Outcome[] = "failed" in pushed ? g.map(() => ({ outcome: "retry", reason: pushed.failed })) : pushed.reply.outcomes;
+        const outcomes: Delivery[] = "failed" in pushed ? g.map(() => ({ outcome: "retry", reason: pushed.failed })) : pushed.reply.outcomes;
         return g.map((i, j) => [i, outcomes[j]!] as const);
       }),
     );
     if (parts.some((p) => p === undefined)) return undefined;
-    const out: Outcome[] = [];
+    const out: Delivery[] = [];
     for (const part of parts) for (const [i, o] of part!) out[i] = o;
     return out;
   }
@@ -191,6 +211,8 @@ export class Dispatcher {
             m.ack();
             this.metrics?.settled(env, s);
             return "dead";
+          case "split":
+            return await this.settleChannels(h, env, s);
         }
       } catch (err) {
         if (err instanceof TooLargeError && s.action === "retry") {
@@ -198,9 +220,43 @@ export class Dispatcher {
           s = { action: "dead", reason: "too-large", error: `cannot be retried (${err.message}); the failure was: ${s.error}` };
           continue;
         }
+        if (err instanceof TooLargeError && s.action === "split" && s.retry !== undefined) {
+          const { channels, error } = s.retry;
+          const dead = channels.map((channel) => ({ channel, reason: "too-large" as const, error: `cannot be retried (${err.message}); the failure was: ${error}` }));
+          s = { action: "split", delivered: s.delivered, dead: [...s.dead, ...dead] };
+          continue;
+        }
         if (!(await this.writeFailed(h, failures, err))) return "requeued";
       }
     }
+  }
+
+  /**
+   * Carries out a fan-out message's settlement: a dead letter per channel that failed for good
+   * (its envelope names that channel alone, so a replay delivers only it), then one exception
+   * entry for the channels to retry, then the ack. Letters are deduplicated per channel, so
+   * writing them again after a failed write adds none.
+   */
+  private async settleChannels(h: Held, env: Envelope, s: FanoutSettlement): Promise<Settled> {
+    const { m } = h;
+    for (const d of s.dead) {
+      const own: Envelope = { ...env, channels: [d.channel] };
+      const original: Original = { subject: this.io.names.in(env.topic), data: encode({ ...own, attempts: 0 }), envelopeHeader: true };
+      const msgId = `${env.topic}:${env.id}:${m.info.stream}:${m.info.streamSequence}:${d.channel}`;
+      await this.writeLetter({ ...this.letter(own, d.reason, d.error), channel: d.channel }, msgId, original);
+    }
+    if (s.retry !== undefined) {
+      await this.io.exception({
+        envelope: { ...env, channels: s.retry.channels },
+        error: s.retry.error,
+        attempts: env.attempts,
+        firstFailedAt: h.entry?.firstFailedAt ?? this.clock.wall(),
+        delayMs: s.retry.delayMs,
+      });
+    }
+    m.ack();
+    this.metrics?.settled(env, s);
+    return s.retry !== undefined ? "retrying" : s.dead.length > 0 ? "dead" : "delivered";
   }
 
   /** Dead-letters a stored message that never became a dispatchable envelope, then acks it. */
@@ -219,7 +275,8 @@ export class Dispatcher {
 
   private async writeLetter(dl: DeadLetter, msgId: string, original: Original | undefined): Promise<void> {
     await this.io.deadLetter(dl, msgId, original);
-    this.log.warn("dead letter", { id: dl.id, topic: dl.topic, reason: dl.reason, error: dl.error });
+    const where = dl.channel === undefined ? { topic: dl.topic } : { topic: dl.topic, channel: dl.channel };
+    this.log.warn("dead letter", { id: dl.id, ...where, reason: dl.reason, error: dl.error });
   }
 
   private letter(env: Envelope, reason: DeadLetter["reason"], error: string): DeadLetter {
@@ -244,4 +301,18 @@ export class Dispatcher {
     }
     return this.running();
   }
+}
+
+/** The settlement of one message's push: channel by channel for a fan-out message. */
+function decide(d: Delivery, env: Envelope, policy: RetryPolicy): Settlement {
+  return "channels" in d ? decideFanout(d.channels, env, policy) : decideSettlement(d, env, policy);
+}
+
+/**
+ * A fan-out message's outcome with the channels that did not render added. A pusher that could
+ * not be asked answered for the message as a whole: that outcome is then each pushed channel's.
+ */
+function withUnrendered(pushed: Delivery, message: PushMessage, unrendered: ChannelOutcome[]): FanoutOutcome {
+  const outcomes = "channels" in pushed ? pushed.channels : (message.channels ?? []).map((c) => ({ channel: c.channel, outcome: pushed }));
+  return { channels: [...outcomes, ...unrendered] };
 }

@@ -5,7 +5,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError, humanMessage, toIssues } from "./errors.js";
-import { configSchema, type HeraldConfig, type TopicConfig } from "./schema.js";
+import { configSchema, type HeraldConfig, type SingleTopicConfig, type TopicConfig } from "./schema.js";
+import { isFanout } from "./topics.js";
 
 /** The file every command reads when no `-c FILE` is given. */
 export const DEFAULT_CONFIG_FILE = "cluster.config.json";
@@ -125,18 +126,26 @@ function lineColumn(text: string, offset: number): string {
   return `line ${lines.length}, column ${lines[lines.length - 1]!.length + 1}`;
 }
 
+type At = (file: string | undefined) => string | undefined;
+
 /** A topic with the files it names (CA, keys) resolved against the config file's directory. */
-function topicFiles(t: TopicConfig, at: (file: string | undefined) => string | undefined): TopicConfig {
+function topicFiles(t: TopicConfig, at: At): TopicConfig {
+  return isFanout(t) ? { ...t, channels: t.channels.map((c) => channelFiles(c, at)) } : channelFiles(t, at);
+}
+
+/** One channel's settings (a single-channel topic, or an entry of a fan-out topic) with its files resolved. */
+function channelFiles<T extends SingleTopicConfig>(channel: T, at: At): T {
+  const t: SingleTopicConfig = channel;
   switch (t.channel) {
     case "email":
-      return t.smtp.caFile === undefined ? t : { ...t, smtp: { ...t.smtp, caFile: at(t.smtp.caFile) } };
+      return (t.smtp.caFile === undefined ? t : { ...t, smtp: { ...t.smtp, caFile: at(t.smtp.caFile) } }) as T;
     case "webpush":
-      return t.caFile === undefined ? t : { ...t, caFile: at(t.caFile) };
+      return (t.caFile === undefined ? t : { ...t, caFile: at(t.caFile) }) as T;
     case "apns":
-      return { ...t, keyFile: at(t.keyFile)!, ...(t.caFile === undefined ? {} : { caFile: at(t.caFile) }) };
+      return { ...t, keyFile: at(t.keyFile)!, ...(t.caFile === undefined ? {} : { caFile: at(t.caFile) }) } as T;
     case "fcm":
-      return { ...t, serviceAccountFile: at(t.serviceAccountFile)!, ...(t.caFile === undefined ? {} : { caFile: at(t.caFile) }) };
+      return { ...t, serviceAccountFile: at(t.serviceAccountFile)!, ...(t.caFile === undefined ? {} : { caFile: at(t.caFile) }) } as T;
     default:
-      return t;
+      return channel;
   }
 }

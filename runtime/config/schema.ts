@@ -7,6 +7,8 @@
 import * as z from "zod";
 import { rulesSchema } from "../rules/schema.js";
 import { checkCollectorTopics, collectors } from "./collectors.js";
+import { checkFanoutAbortOn, checkFanoutChannels } from "./fanout.js";
+import { MAX_FANOUT_CHANNELS } from "./topics.js";
 import { integer, mustBe } from "./errors.js";
 import { always, HEADER_NAME, name, port } from "./fields.js";
 import { nats, secret } from "./nats.js";
@@ -242,6 +244,40 @@ export const breakerSchema = z
   .describe("Circuit breaker of the topic's endpoint (the webhook URL, SMTP server, APNs or FCM origin; the topic itself for other channels).");
 
 /** Every topic's in-flight budget and retrieval rules, whatever its channel. */
+/** A topic's own retry schedule; each key it leaves out is pipeline.retry's. */
+const topicRetryKeys = {
+  backoffMs: z
+    .array(integer(0, 86_400_000))
+    .min(1)
+    .optional()
+    .describe("Delay before this topic's retry n (ms); the last value repeats. Default: pipeline.retry.backoffMs."),
+  maxAttempts: integer(1, 1000)
+    .optional()
+    .describe("Push attempts of this topic's messages before they become dead letters (reason exhausted). Default: pipeline.retry.maxAttempts."),
+};
+
+/** The statuses only an HTTP answer has: a webhook's. */
+const abortOn = z
+  .array(integer(400, 599))
+  .min(1)
+  .optional()
+  .describe(
+    "HTTP statuses of the webhook's answer that make a failure permanent (a dead letter, reason rejected) instead of a retry, e.g. [503]. Only 408, 429 and 5xx change anything: other statuses are permanent already.",
+  );
+
+const notWebhook = z
+  .never({ error: "applies to webhook channels only (the statuses of the webhook's HTTP answer); this topic's channel is not a webhook" })
+  .optional();
+
+const topicRetry = z
+  .strictObject({ ...topicRetryKeys, abortOn: notWebhook })
+  .describe("This topic's retry schedule, over pipeline.retry (each key left out is the pipeline's).");
+
+const webhookRetry = z
+  .strictObject({ ...topicRetryKeys, abortOn })
+  .describe("This topic's retry schedule, over pipeline.retry (each key left out is the pipeline's), and the answers that stop retries.");
+
+/** Every topic's in-flight budget, retrieval rules and retry schedule, whatever its channel. */
 const pacing = {
   concurrency: integer(1, 10_000)
     .optional()
@@ -255,6 +291,7 @@ const pacing = {
   breaker: breakerSchema
     .optional()
     .describe("A circuit breaker on the topic's endpoint: past a failure rate its messages wait (no attempts spent) and a probe is sent every openMs. Absent: none."),
+  retry: topicRetry.optional(),
 };
 
 const natsTopic = z
@@ -304,6 +341,7 @@ const webhookTopic = z
       .describe("Extra request headers."),
     template: template.optional(),
     ...pacing,
+    retry: webhookRetry.optional(),
   })
   .describe("Push by HTTP POST to a webhook (Standard Webhooks signatures).");
 
@@ -431,9 +469,83 @@ const sseTopic = z
   })
   .describe("Stream to browsers and apps as server-sent events: GET /v1/subscribe/<topic>?to=<recipient> on any node.");
 
+/** The `channel` values, in the order messages list them. */
+const CHANNEL_KINDS = ["nats", "webhook", "email", "webpush", "apns", "fcm", "sse"] as const;
+
+/** Keys of the topic as a whole, refused inside one of its channels with where they belong. */
+const topicLevel = Object.fromEntries(
+  Object.keys(pacing).map((key) => [key, z.never({ error: 'is a setting of the topic, not of one of its channels: put it beside "channels"' }).optional()]),
+) as { [K in keyof typeof pacing]: z.ZodOptional<z.ZodNever> };
+
+const channelEntry = {
+  ...topicLevel,
+  name: name()
+    .optional()
+    .describe("This channel's name within the topic (dead letters, metrics and retries name it). Default: the channel kind; unique within the topic."),
+};
+
+/** The name defaults to the channel kind. */
+const named = <C extends { channel: string; name?: string | undefined }>(c: C) => ({ ...c, name: c.name ?? c.channel });
+
+/**
+ * `channel` left out: what tells a fan-out topic from a single-channel one. JSON Schema cannot say
+ * "undefined", so the editor schema says "absent" (`not: {}` on an optional key) instead.
+ */
+const absent = z.undefined();
+absent._zod.toJSONSchema = () => ({ not: {} });
+
+const fanoutTopic = z
+  .strictObject({
+    channel: absent.optional(),
+    channels: z
+      .array(
+        z.discriminatedUnion("channel", [
+          natsTopic.extend(channelEntry).transform(named),
+          webhookTopic.extend(channelEntry).transform(named),
+          emailTopic.extend(channelEntry).transform(named),
+          webpushTopic.extend(channelEntry).transform(named),
+          apnsTopic.extend(channelEntry).transform(named),
+          fcmTopic.extend(channelEntry).transform(named),
+          sseTopic.extend(channelEntry).transform(named),
+        ]),
+        { error: (issue) => (issue.code === "invalid_type" ? mustBe("a list of channels, each as a topic of that channel is written", issue.input) : undefined) },
+      )
+      .min(1)
+      .max(MAX_FANOUT_CHANNELS)
+      .superRefine(checkFanoutChannels, { when: (payload) => Array.isArray(payload.value) })
+      .describe(
+        "The channels every message of the topic is pushed to, each with its own settings (template included) as a topic of that channel has them, and an optional name. Each channel is delivered, retried and dead-lettered on its own.",
+      ),
+    ...pacing,
+    retry: webhookRetry.optional(),
+  })
+  .superRefine(checkFanoutAbortOn, always)
+  // Without a `channel` key in its type, `"channels" in t` is what tells the two kinds of topic apart.
+  .transform(({ channel: _absent, ...t }) => t)
+  .describe("Push to several channels (fan-out).");
+
+const kinds = CHANNEL_KINDS.map((k) => JSON.stringify(k)).join(", ");
+const withoutChannel = `or, to push to several channels, leave "channel" out and list them in "channels"`;
+
 const topic = z
-  .discriminatedUnion("channel", [natsTopic, webhookTopic, emailTopic, webpushTopic, apnsTopic, fcmTopic, sseTopic])
-  .describe("A topic and its push channel.");
+  .preprocess(
+    (value, ctx) => {
+      // Neither key: say what either would be, rather than what a fan-out topic lacks.
+      if (typeof value === "object" && value !== null && !("channel" in value) && !("channels" in value)) {
+        ctx.addIssue({ code: "custom", path: ["channel"], message: `required: must be one of ${kinds}; ${withoutChannel}` });
+      }
+      return value;
+    },
+    z.discriminatedUnion("channel", [natsTopic, webhookTopic, emailTopic, webpushTopic, apnsTopic, fcmTopic, sseTopic, fanoutTopic], {
+      error: (issue) => {
+        if (issue.code !== "invalid_union") return undefined;
+        const input = issue.input as Record<string, unknown> | undefined;
+        const value = typeof input === "object" && input !== null ? input.channel : input;
+        return `${mustBe(`one of ${kinds}`, value)}; ${withoutChannel}`;
+      },
+    }),
+  )
+  .describe("A topic and its push channel, or its channels.");
 
 const configObject = z
   .strictObject({
@@ -505,6 +617,12 @@ export type HeraldConfig = z.output<typeof configSchema>;
 export type NodeConfig = HeraldConfig["nodes"][number];
 /** One entry of `topics`. */
 export type TopicConfig = HeraldConfig["topics"][string];
+/** A topic that pushes to several channels (`channels`). */
+export type FanoutTopicConfig = Extract<TopicConfig, { channels: unknown }>;
+/** A topic that pushes to one channel (`channel`). */
+export type SingleTopicConfig = Exclude<TopicConfig, { channels: unknown }>;
+/** One channel of a fan-out topic: the settings of a topic of that channel, and its name. */
+export type ChannelConfig = FanoutTopicConfig["channels"][number];
 export type NatsTopicConfig = Extract<TopicConfig, { channel: "nats" }>;
 export type WebhookTopicConfig = Extract<TopicConfig, { channel: "webhook" }>;
 export type EmailTopicConfig = Extract<TopicConfig, { channel: "email" }>;

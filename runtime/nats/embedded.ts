@@ -6,7 +6,7 @@
  */
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { HeraldConfig } from "../config/index.js";
+import { channelsOf, type HeraldConfig } from "../config/index.js";
 import { revealSecret } from "./connect.js";
 import { authorizationBlock, type ServerUser } from "./permissions.js";
 
@@ -20,7 +20,9 @@ export function embeddedServerConfig(config: HeraldConfig): string | undefined {
     { user: auth.user, password: revealSecret(auth.pass, "nats.auth.pass"), role: "node" },
     ...(config.nats.embeddedUsers ?? []).map((u, i) => ({ user: u.user, password: revealSecret(u.pass, `nats.embeddedUsers[${i}].pass`), role: u.role })),
   ];
-  const own = Object.values(config.topics).flatMap((t) => (t.channel === "nats" && t.subject !== undefined ? [t.subject] : []));
+  const own = Object.values(config.topics)
+    .flatMap(channelsOf)
+    .flatMap((t) => (t.channel === "nats" && t.subject !== undefined ? [t.subject] : []));
   return authorizationBlock(users, config.subjectPrefix, own);
 }
 

@@ -63,6 +63,7 @@ export function openApiDocument(): object {
             seq: { type: "integer" },
             id: { type: "string" },
             topic: { type: "string" },
+            channel: { type: "string", description: "of a fan-out topic's letter: the one channel it is for (a replay delivers only it)" },
             reason: { type: ["string", "null"], enum: ["invalid", "unknown-topic", "render", "rejected", "exhausted", "poison", "too-large", null] },
             error: { type: "string" },
             attempts: { type: ["integer", "null"] },

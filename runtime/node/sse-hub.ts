@@ -13,7 +13,7 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { HeraldConfig } from "../config/index.js";
+import { channelsOf, type HeraldConfig } from "../config/index.js";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import { names, type Names } from "../names.js";
@@ -91,8 +91,8 @@ export class SseHub {
   /** Opens a stream for `q` into `sink`: the replay is written before this resolves `ok`. */
   async open(q: StreamRequest, sink: EventSink): Promise<OpenResult> {
     const topic = this.config.topics[q.topic];
-    if (!topic || topic.channel !== "sse") {
-      return { ok: false, status: 404, error: `no sse topic ${JSON.stringify(q.topic.slice(0, 64))} in the cluster config (topics.<name>.channel "sse")` };
+    if (!topic || !channelsOf(topic).some((c) => c.channel === "sse")) {
+      return { ok: false, status: 404, error: `no sse topic ${JSON.stringify(q.topic.slice(0, 64))} in the cluster config (topics.<name>.channel "sse", or an sse channel in its "channels")` };
     }
     if (q.to === null || q.to === "") return { ok: false, status: 400, error: "give the recipient: /v1/subscribe/<topic>?to=<recipient id>" };
     try {

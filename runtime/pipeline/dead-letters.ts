@@ -104,12 +104,17 @@ function toLetter(m: StoredMsg, n: Names, limits: DataLimits): StoredLetter {
   return { seq: m.seq, id, topic: typeof letter.topic === "string" ? letter.topic : subjectTopic, letter };
 }
 
-/** A letter as a plain row (`herald dlq list --json`, `GET /v1/dead-letters`). */
+/**
+ * A letter as a plain row (`herald dlq list --json`, `GET /v1/dead-letters`). A fan-out topic's
+ * letter names its channel (`channel`); other letters have no such key.
+ */
 export function letterRow(l: StoredLetter) {
+  const channel = l.letter?.channel;
   return {
     seq: l.seq,
     id: l.id,
     topic: l.topic,
+    ...(typeof channel === "string" ? { channel } : {}),
     reason: l.letter?.reason ?? null,
     error: l.letter?.error ?? `undecodable dead letter: ${l.undecodable}`,
     attempts: l.letter?.attempts ?? null,

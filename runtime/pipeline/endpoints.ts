@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import type { TopicConfig } from "../config/schema.js";
+import { isFanout } from "../config/topics.js";
 import { HeraldError } from "../errors.js";
 
 export type EndpointState = "closed" | "open" | "half-open" | "disabled";
@@ -35,6 +36,8 @@ export interface EndpointRecord {
 
 /** What a topic's breaker guards: its endpoint, or the topic itself when its channel has none. */
 export function endpointOf(topicName: string, t: TopicConfig): string {
+  // A fan-out topic's channels go to several places: its breaker guards the topic.
+  if (isFanout(t)) return `topic:${topicName}`;
   switch (t.channel) {
     case "webhook": {
       const u = new URL(t.url);

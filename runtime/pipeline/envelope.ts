@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { decodeUntrusted, type DecodeBudgets } from "../codec/index.js";
 import type { TopicConfig } from "../config/index.js";
+import { MAX_FANOUT_CHANNELS } from "../config/topics.js";
 import type { Envelope, Source } from "./types.js";
 
 /**
@@ -60,12 +61,14 @@ export type DecodeResult = { ok: true; value: unknown } | { ok: false; error: st
 
 /** Longest accepted `to`, in characters. */
 export const MAX_TO_LENGTH = 1024;
+/** A channel's name in a fan-out topic (as topics.<name>.channels[].name). */
+const CHANNEL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 /** A caller's own id: also the JetStream dedup key (`Nats-Msg-Id`), so kept header- and subject-safe. */
 export const CALLER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const FIELDS = ["topic", "to", "data", "id"];
 /** Fields of the envelope Herald sets itself; named so the caller learns why they are refused. */
-const HERALD_FIELDS = new Set(["createdAt", "attempts", "source"]);
+const HERALD_FIELDS = new Set(["createdAt", "attempts", "source", "channels"]);
 /** Keys that could reach an object's prototype in naive code downstream (templates, merges). */
 const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 const MAX_LISTED_TOPICS = 10;
@@ -149,7 +152,7 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
 export function envelopeProblem(value: unknown, subjectTopic: string, limits: DataLimits): string | undefined {
   try {
     if (!isPlainObject(value)) return `the envelope must be an object, got ${kind(value)}`;
-    const { id, topic, to, data, createdAt, source, attempts } = value;
+    const { id, topic, to, data, createdAt, source, attempts, channels } = value;
     if (typeof id !== "string" || !CALLER_ID.test(id)) return `"id" must be 1–128 characters of letters, digits, ".", "_", ":" or "-", got ${kind(id)}`;
     if (topic !== subjectTopic) return `"topic" is ${kind(topic)} but the envelope was queued on topic ${shown(subjectTopic)}`;
     if (to !== undefined && (typeof to !== "string" || to.length === 0 || to.length > MAX_TO_LENGTH || !wellFormed(to))) {
@@ -161,10 +164,20 @@ export function envelopeProblem(value: unknown, subjectTopic: string, limits: Da
     if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) return wrongTypeText("createdAt", "a number", createdAt);
     if (typeof source !== "string") return wrongTypeText("source", "a string", source);
     if (!Number.isInteger(attempts) || (attempts as number) < 0) return wrongTypeText("attempts", "an integer ≥ 0", attempts);
+    if (channels !== undefined) return channelsProblem(channels);
     return undefined;
   } catch (err) {
     return `could not read the envelope: ${errorText(err)}`;
   }
+}
+
+/** Channel names as an envelope carries them: 1–16 distinct names (README, Fan-out). */
+function channelsProblem(channels: unknown): string | undefined {
+  const expected = `a list of 1–${MAX_FANOUT_CHANNELS} distinct channel names`;
+  if (!Array.isArray(channels) || channels.length === 0 || channels.length > MAX_FANOUT_CHANNELS) return wrongTypeText("channels", expected, channels);
+  for (const c of channels) if (typeof c !== "string" || !CHANNEL_NAME.test(c)) return `"channels" must be ${expected}, got ${kind(c)} in it`;
+  if (new Set(channels).size !== channels.length) return `"channels" must be ${expected}: it names one twice`;
+  return undefined;
 }
 
 /**

@@ -18,7 +18,7 @@ import {
 } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import type { HeraldConfig } from "../config/index.js";
+import { channelsOf, type HeraldConfig } from "../config/index.js";
 import type { Logger } from "../log.js";
 import { checkStreamReplicas, ensureBucket, type Storage } from "../nats/storage.js";
 import { LEGACY_CONSUMERS, RULES_DEFAULT_KEY, names, rulesKey, rateLimitKey } from "../names.js";
@@ -80,8 +80,10 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, l
   await ensureBucket(storage, n.endpointsBucket, { history: 5 });
   // An sse topic's pushes, kept for clients that reconnect (Last-Event-ID) or come online later:
   // a cache, so the oldest go first, by age and per recipient.
-  for (const [topic, t] of Object.entries(config.topics)) {
-    if (t.channel !== "sse") continue;
+  for (const [topic, topicConfig] of Object.entries(config.topics)) {
+    // A fan-out topic has at most one sse channel (checked with the config).
+    const t = channelsOf(topicConfig).find((c) => c.channel === "sse");
+    if (t?.channel !== "sse") continue;
     await stream(n.sseStream(topic), n.sseSubjects(topic), RetentionPolicy.Limits, {
       discard: DiscardPolicy.Old,
       max_age: nanos(t.retainMs),

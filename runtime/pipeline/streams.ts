@@ -29,6 +29,8 @@ export interface DeadLetter {
   deadAt: number;
   /** The envelope, when the input was valid enough to have one. */
   envelope?: Envelope;
+  /** Of a fan-out topic: the one channel this letter is for (its envelope names only it). */
+  channel?: string;
   /** The original bytes and subject, for input that could not be parsed (at most 64 KiB kept). */
   raw?: Uint8Array;
   subject?: string;

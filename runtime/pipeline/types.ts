@@ -20,6 +20,11 @@ export interface Envelope {
   source: Source;
   /** Push attempts so far (0 until the first push). */
   attempts: number;
+  /**
+   * Of a fan-out topic: the channels (by name) still to deliver. Absent: every channel of the topic.
+   * Set by Herald only: an exception entry names the channels it retries, a dead letter its channel.
+   */
+  channels?: string[];
 }
 
 /** What a processor produces and a pusher delivers: rendered fields plus the envelope's identity. */
@@ -28,9 +33,28 @@ export interface PushMessage {
   topic: string;
   to?: string;
   createdAt: number;
-  /** Output field → rendered string, from the topic's template. */
+  /** Output field → rendered string, from the topic's template (empty for a fan-out topic). */
   rendered: Record<string, string>;
   data: Record<string, unknown>;
+  /** Of a fan-out topic: each channel to push, with what its own template rendered. */
+  channels?: ChannelPush[];
+}
+
+/** One channel of a fan-out message to push: its name in the topic and its rendered fields. */
+export interface ChannelPush {
+  channel: string;
+  rendered: Record<string, string>;
+}
+
+/** What became of one channel of a fan-out message. */
+export interface ChannelOutcome {
+  channel: string;
+  outcome: Outcome;
+}
+
+/** A pusher's answer for a fan-out message: one outcome per channel it was asked to push. */
+export interface FanoutOutcome {
+  channels: ChannelOutcome[];
 }
 
 /**
@@ -49,7 +73,13 @@ export type Outcome =
       /** Delivered nowhere: every address was dead or the recipient had none (not a failure to retry). */
       nowhere?: boolean;
     }
-  | { outcome: "retry"; reason: string; retryAfterMs?: number }
+  | {
+      outcome: "retry";
+      reason: string;
+      retryAfterMs?: number;
+      /** The HTTP status of the answer that failed, when there was one (a topic's `retry.abortOn` may make it permanent). */
+      status?: number;
+    }
   | { outcome: "dead"; reason: DeadReason; error: string };
 
 /**

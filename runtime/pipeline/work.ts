@@ -10,14 +10,18 @@
  * Batches keep their order, and every reply has exactly one entry per request entry.
  */
 import { encode } from "../codec/index.js";
-import type { DeadReason, Envelope, Outcome, PushMessage } from "./types.js";
+import type { ChannelOutcome, DeadReason, Envelope, FanoutOutcome, Outcome, PushMessage } from "./types.js";
 
 /** Envelopes to render; `attempts` already counts this attempt. */
 export interface RenderRequest {
   envelopes: Envelope[];
 }
 
-export type Rendered = { ok: true; message: PushMessage } | { ok: false; reason: DeadReason; error: string };
+/**
+ * A rendered message, or its permanent failure. Of a fan-out topic, `message.channels` holds the
+ * channels that rendered and `failed` those that did not (each a dead outcome of its own).
+ */
+export type Rendered = { ok: true; message: PushMessage; failed?: ChannelOutcome[] } | { ok: false; reason: DeadReason; error: string };
 
 export interface RenderReply {
   rendered: Rendered[];
@@ -29,8 +33,9 @@ export interface PushRequest {
   messages: PushMessage[];
 }
 
+/** One entry per message: an outcome, or for a fan-out message one outcome per channel. */
 export interface PushReply {
-  outcomes: Outcome[];
+  outcomes: (Outcome | FanoutOutcome)[];
 }
 
 /**

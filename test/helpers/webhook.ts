@@ -7,13 +7,21 @@ export interface Delivery {
   body: string;
   json: Record<string, any>;
   status: number;
+  /** When it arrived, on the test's monotonic clock (`performance.now()`, ms). */
+  at: number;
+}
+
+/** An answer with headers of its own (`webhook-delivery: abort`, `retry-after`). */
+export interface Answer {
+  status: number;
+  headers?: Record<string, string>;
 }
 
 export interface WebhookServer {
   url: string;
   deliveries: Delivery[];
-  /** Decides the status of the n-th request (0-based) for a body. */
-  respond: (n: number, json: Record<string, any>) => number;
+  /** Decides the status (and any headers) of the answer to the n-th request (0-based) for a body. */
+  respond: (n: number, json: Record<string, any>) => number | Answer;
   close(): Promise<void>;
 }
 
@@ -30,9 +38,10 @@ export async function startWebhookServer(respond: WebhookServer["respond"] = () 
       } catch {
         // recorded as is
       }
-      const status = state.respond(deliveries.length, json);
-      deliveries.push({ headers: req.headers, body, json, status });
-      res.writeHead(status, { "content-type": "text/plain" });
+      const answer = state.respond(deliveries.length, json);
+      const { status, headers = {} } = typeof answer === "number" ? { status: answer } : answer;
+      deliveries.push({ headers: req.headers, body, json, status, at: performance.now() });
+      res.writeHead(status, { "content-type": "text/plain", ...headers });
       res.end(status >= 400 ? `refused with ${status}` : "ok");
     });
   });

@@ -18,7 +18,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { OutgoingHttpHeaders } from "node:http2";
-import type { ApnsTopicConfig, TopicConfig } from "../../../runtime/config/schema.js";
+import type { ApnsTopicConfig, SingleTopicConfig } from "../../../runtime/config/schema.js";
 import { errorText, TimeoutError } from "../../../runtime/errors.js";
 import { APNS_TOKEN } from "../../../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
@@ -68,7 +68,7 @@ export class ApnsChannel implements Channel {
     this.#tokens = new ProviderTokens(this.#now);
   }
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "apns channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -81,7 +81,7 @@ export class ApnsChannel implements Channel {
     await Promise.all(origins.map((o) => o.close()));
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "apns") return { outcome: "dead", reason: "rejected", error: `apns channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     const payload = apnsPayload(msg, topic.pushType);
     if ("dead" in payload) return payload.dead;

@@ -3,18 +3,18 @@
  * became of it. Channels never throw from `push`; every failure is an {@link Outcome}, so the
  * pusher maps it one to one onto ack / retry / dead letter.
  */
-import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig } from "../../../runtime/config/schema.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 
 /** One way of delivering messages (a NATS subject, a webhook, …). */
 export interface Channel {
   /** The `topics.<name>.channel` value this channel serves. */
-  readonly kind: TopicConfig["channel"];
+  readonly kind: SingleTopicConfig["channel"];
   /**
    * Delivers `msg` as `topic` says. Resolves with the outcome; never rejects.
    * `delivered` means the receiver (or the NATS server) has it.
    */
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome>;
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome>;
   /** Stops taking pushes and waits for those in flight. Does not close shared resources. */
   close(): Promise<void>;
 }

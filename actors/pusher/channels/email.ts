@@ -10,7 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import nodemailer, { type Transporter } from "nodemailer";
-import type { EmailTopicConfig, TopicConfig } from "../../../runtime/config/schema.js";
+import type { EmailTopicConfig, SingleTopicConfig } from "../../../runtime/config/schema.js";
 import { errorText } from "../../../runtime/errors.js";
 import { revealSecret } from "../../../runtime/nats/connect.js";
 import { EMAIL_ADDRESS as ADDRESS } from "../../../runtime/pipeline/recipients.js";
@@ -27,7 +27,7 @@ export class EmailChannel implements Channel {
   /** @param registry the recipients registry; without one, `to` must be an address. */
   constructor(private readonly registry?: RecipientRegistry) {}
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "email channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -38,7 +38,7 @@ export class EmailChannel implements Channel {
     this.#transports.clear();
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "email") return { outcome: "dead", reason: "rejected", error: `email channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     const { subject, text, html } = msg.rendered;
     if (typeof subject !== "string" || typeof text !== "string") {

@@ -20,7 +20,7 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { Pool } from "undici";
-import type { FcmTopicConfig, TopicConfig } from "../../../runtime/config/schema.js";
+import type { FcmTopicConfig, SingleTopicConfig } from "../../../runtime/config/schema.js";
 import { errorText, TimeoutError } from "../../../runtime/errors.js";
 import { FCM_TOKEN } from "../../../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
@@ -59,7 +59,7 @@ export class FcmChannel implements Channel {
     this.#tokens = new AccessTokens(this.#now);
   }
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "fcm channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -72,7 +72,7 @@ export class FcmChannel implements Channel {
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "fcm") return { outcome: "dead", reason: "rejected", error: `fcm channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     const encoded = encodePayload(msg);
     if ("dead" in encoded) return encoded.dead;

@@ -3,7 +3,7 @@
  * topic of that kind; the topic config travels with each push.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig } from "../../../runtime/config/schema.js";
 import { ApnsChannel } from "./apns.js";
 import type { Channel } from "./channel.js";
 import type { RecipientRegistry } from "./devices.js";
@@ -37,13 +37,13 @@ export type { WebhookChannelOptions } from "./webhook.js";
 export type { WebPushChannelOptions } from "./webpush.js";
 
 /** A `topics.<name>.channel` value. */
-export type ChannelKind = TopicConfig["channel"];
+export type ChannelKind = SingleTopicConfig["channel"];
 
 /** Every channel of a pusher, by kind. */
 export interface Channels {
   readonly byKind: ReadonlyMap<ChannelKind, Channel>;
   /** The channel that delivers `topic`'s messages. */
-  channelFor(topic: TopicConfig): Channel;
+  channelFor(topic: SingleTopicConfig): Channel;
   /** Closes every channel (waits for pushes in flight); the NATS connection stays open. */
   close(): Promise<void>;
 }

@@ -13,7 +13,7 @@
 import { jetstream, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { headers, InvalidArgumentError, InvalidSubjectError } from "@nats-io/transport-node";
-import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig } from "../../../runtime/config/schema.js";
 import { saysJetStreamOff } from "../../../runtime/nats/storage.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { encodePayload, InFlight, type Channel } from "./channel.js";
@@ -51,7 +51,7 @@ export class NatsChannel implements Channel {
     this.#flushTimeoutMs = opts.flushTimeoutMs ?? 5000;
   }
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "nats channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -60,7 +60,7 @@ export class NatsChannel implements Channel {
     return this.#inFlight.close();
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "nats") {
       return { outcome: "dead", reason: "rejected", error: `nats channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     }

@@ -8,7 +8,7 @@
  */
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
-import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig } from "../../../runtime/config/schema.js";
 import type { Names } from "../../../runtime/names.js";
 import { checkRecipientId } from "../../../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
@@ -26,7 +26,7 @@ export class SseChannel implements Channel {
     private readonly ackTimeoutMs = 5000,
   ) {}
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "sse channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -35,7 +35,7 @@ export class SseChannel implements Channel {
     return this.#inFlight.close();
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "sse") return { outcome: "dead", reason: "rejected", error: `sse channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     const to = msg.to;
     if (to === undefined) return { outcome: "dead", reason: "rejected", error: `topic ${msg.topic} streams to a recipient: the message's "to" must be a recipient id, got none` };

@@ -4,7 +4,7 @@
  * followed.
  */
 import { Buffer } from "node:buffer";
-import type { TopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig } from "../../../runtime/config/schema.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 import { encodePayload, InFlight, type Channel } from "./channel.js";
 import { TimeoutError } from "../../../runtime/errors.js";
@@ -25,20 +25,25 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
 /** Response bytes read to reuse the socket and quote errors; past this the body is cancelled. */
 const MAX_DRAIN_BYTES = 64 * 1024;
 const SNIPPET_CHARS = 200;
+/**
+ * A receiver that will never take a message says so with `webhook-delivery: abort` on its non-2xx
+ * answer: the failure is then permanent whatever the status (README, per-topic retry schedules).
+ */
+const DELIVERY_HEADER = "webhook-delivery";
 
 export class WebhookChannel implements Channel {
   readonly kind = "webhook" as const;
   readonly #userAgent: string;
   readonly #now: () => number;
   readonly #inFlight = new InFlight();
-  readonly #targets = new WeakMap<TopicConfig, Prepared>();
+  readonly #targets = new WeakMap<SingleTopicConfig, Prepared>();
 
   constructor(opts: WebhookChannelOptions = {}) {
     this.#userAgent = opts.userAgent ?? "Herald-Webhooks/1";
     this.#now = opts.now ?? Date.now;
   }
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "webhook channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -47,7 +52,7 @@ export class WebhookChannel implements Channel {
    * What every push of a topic shares, made once per topic config: the URL, the fixed headers, and
    * the scrubber of its secrets. A URL that cannot be used is remembered as such.
    */
-  #target(topic: TopicConfig & { channel: "webhook" }): Prepared {
+  #target(topic: SingleTopicConfig & { channel: "webhook" }): Prepared {
     let t = this.#targets.get(topic);
     if (t === undefined) {
       t = prepareTarget(topic, this.#userAgent);
@@ -61,7 +66,7 @@ export class WebhookChannel implements Channel {
     await closePools();
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "webhook") {
       return { outcome: "dead", reason: "rejected", error: `webhook channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     }
@@ -102,7 +107,7 @@ interface Target {
   scrub: (text: string) => string;
 }
 
-function prepareTarget(topic: TopicConfig & { channel: "webhook" }, userAgent: string): Prepared {
+function prepareTarget(topic: SingleTopicConfig & { channel: "webhook" }, userAgent: string): Prepared {
   // Header values and URL parameters may hold tokens, and servers echo them back in errors:
   // scrub them (and the secret) from every text we return.
   const secrets = [topic.secret, ...Object.values(topic.headers ?? {})];
@@ -138,9 +143,12 @@ function classify(res: PostResponse, text: string, where: string, nowMs: number,
   const snippet = text.replace(/\s+/g, " ").trim();
   if (snippet !== "") what += `: ${snippet.length > SNIPPET_CHARS ? `${snippet.slice(0, SNIPPET_CHARS)}…` : snippet}`;
   what = scrub(what);
+  if (res.header(DELIVERY_HEADER)?.trim().toLowerCase() === "abort") {
+    return { outcome: "dead", reason: "rejected", error: `the receiver asked to stop retries (${DELIVERY_HEADER}: abort): ${what}` };
+  }
   if (s === 408 || s === 429 || s >= 500) {
     const after = s === 429 || s === 503 ? retryAfterMs(res.header("retry-after") ?? null, nowMs) : undefined;
-    return after === undefined ? { outcome: "retry", reason: what } : { outcome: "retry", reason: what, retryAfterMs: after };
+    return after === undefined ? { outcome: "retry", reason: what, status: s } : { outcome: "retry", reason: what, retryAfterMs: after, status: s };
   }
   return { outcome: "dead", reason: "rejected", error: what };
 }

@@ -21,7 +21,7 @@ import { readFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
 import { Agent, request } from "node:https";
 import webpush from "web-push";
-import type { TopicConfig, WebPushTopicConfig } from "../../../runtime/config/schema.js";
+import type { SingleTopicConfig, WebPushTopicConfig } from "../../../runtime/config/schema.js";
 import { errorText, TimeoutError } from "../../../runtime/errors.js";
 import { revealSecret } from "../../../runtime/nats/connect.js";
 import { webPushSubscriptionProblem, type WebPushSubscription } from "../../../runtime/pipeline/recipients.js";
@@ -64,7 +64,7 @@ export class WebPushChannel implements Channel {
   readonly #inFlight = new InFlight();
   readonly #now: () => number;
   /** A topic config's VAPID details, revealed and checked once. */
-  readonly #vapid = new WeakMap<TopicConfig, Vapid>();
+  readonly #vapid = new WeakMap<SingleTopicConfig, Vapid>();
   /** One keep-alive agent per CA file ("" for the system's CAs); a file is read once. */
   readonly #agents = new Map<string, Agent>();
 
@@ -76,7 +76,7 @@ export class WebPushChannel implements Channel {
     this.#now = opts.now ?? Date.now;
   }
 
-  push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (this.#inFlight.closed) return Promise.resolve({ outcome: "retry", reason: "webpush channel is closed" });
     return this.#inFlight.track(this.#push(msg, topic));
   }
@@ -87,7 +87,7 @@ export class WebPushChannel implements Channel {
     this.#agents.clear();
   }
 
-  async #push(msg: PushMessage, topic: TopicConfig): Promise<Outcome> {
+  async #push(msg: PushMessage, topic: SingleTopicConfig): Promise<Outcome> {
     if (topic.channel !== "webpush") return { outcome: "dead", reason: "rejected", error: `webpush channel cannot push topic ${msg.topic} of channel ${topic.channel}` };
     const options = pushOptions(msg, topic);
     if ("dead" in options) return options.dead;

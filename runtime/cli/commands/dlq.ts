@@ -75,10 +75,13 @@ function list(letters: StoredLetter[], total: number, flags: DlqFlags): number {
 }
 
 function table(letters: StoredLetter[]): string {
-  const header = ["ID", "TOPIC", "REASON", "ATTEMPTS", "DEAD AT", "ERROR"];
+  // A CHANNEL column only when a fan-out topic's letter is listed.
+  const channels = letters.some((l) => typeof l.letter?.channel === "string");
+  const header = ["ID", "TOPIC", ...(channels ? ["CHANNEL"] : []), "REASON", "ATTEMPTS", "DEAD AT", "ERROR"];
   const rows = letters.map((l) => [
     l.id,
     l.topic,
+    ...(channels ? [typeof l.letter?.channel === "string" ? l.letter.channel : "-"] : []),
     l.letter?.reason ?? "?",
     String(l.letter?.attempts ?? "-"),
     l.letter?.deadAt === undefined ? "-" : new Date(l.letter.deadAt).toISOString().replace(/\.\d{3}Z$/, "Z"),

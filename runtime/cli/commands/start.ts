@@ -48,6 +48,6 @@ function withServers(loaded: LoadedConfig, given: string): LoadedConfig {
 function checkTemplates(loaded: LoadedConfig): void {
   const issues = new Renderer(loaded.config.topics)
     .templateErrors()
-    .map((e) => ({ path: `topics.${e.topic}.template.${e.field}`, message: `does not parse: ${e.error}` }));
+    .map((e) => ({ path: `topics.${e.topic}${e.channel ? `.channels[${e.channel.index}]` : ""}.template.${e.field}`, message: `does not parse: ${e.error}` }));
   if (issues.length > 0) throw ConfigError.fromIssues(issues, { shown: loaded.file, absolute: loaded.file });
 }

@@ -1,3 +1,4 @@
+import { channelsOf } from "../../config/index.js";
 import { HeraldError } from "../../errors.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { names } from "../../names.js";
@@ -18,14 +19,21 @@ export async function watchCommand(topic: string | undefined, flags: WatchFlags)
     const known = Object.keys(loaded.config.topics).join(", ") || "none";
     throw new HeraldError("USAGE", `no topic "${topic}" in ${loaded.file} (topics: ${known})`);
   }
-  if (t.channel !== "nats") {
-    throw new HeraldError("USAGE", `topic "${topic}" pushes to ${t.channel}, not NATS: only nats-channel topics can be watched`);
+  const out = names(loaded.config.subjectPrefix).out(topic);
+  const channels = channelsOf(t);
+  const subjects = [...new Set(channels.flatMap((c) => (c.channel === "nats" ? [c.subject ?? out] : [])))];
+  if (subjects.length === 0) {
+    const kinds = [...new Set(channels.map((c) => c.channel))].join(", ");
+    throw new HeraldError("USAGE", `topic "${topic}" pushes to ${kinds}, not NATS: only topics with a nats channel can be watched`);
+  }
+  if (subjects.length > 1) {
+    throw new HeraldError("USAGE", `topic "${topic}" has nats channels on several subjects (${subjects.join(", ")}): watch one with a NATS client`);
   }
   const max = flags.count === undefined ? Infinity : Number(flags.count);
   if (!(max > 0) || !Number.isInteger(max === Infinity ? 1 : max)) {
     throw new HeraldError("USAGE", `--count must be a whole number ≥ 1, got "${flags.count}"`);
   }
-  const subject = t.subject ?? names(loaded.config.subjectPrefix).out(topic);
+  const subject = subjects[0]!;
   const nc = await connectCli(accessFor(flags, loaded));
   const sub = nc.subscribe(subject, { max: max === Infinity ? undefined : max });
   process.once("SIGINT", () => sub.unsubscribe());
