@@ -20,6 +20,10 @@ export interface Envelope {
   source: Source;
   /** Push attempts so far (0 until the first push). */
   attempts: number;
+  /** Scheduled delivery: due at this time, ms since the epoch on the server's clock (pipeline/schedule.ts). */
+  deliverAt?: number;
+  /** Scheduled delivery: due this long after the server stored the message, ms. Never with `deliverAt`. */
+  delayMs?: number;
 }
 
 /** What a processor produces and a pusher delivers: rendered fields plus the envelope's identity. */
