@@ -27,6 +27,8 @@ afterEach(async () => {
 
 /** Pushed no later than this after its time, ms. */
 const BOUND_MS = 250;
+/** Messages due at the same moment in the burst test (HERALD_TEST_BURST to measure others). */
+const BURST = Number(process.env.HERALD_TEST_BURST ?? 200);
 /** Clock estimates and ms rounding: a push may be this much "early" on paper, ms. */
 const EARLY_SLACK_MS = 3;
 
@@ -165,6 +167,29 @@ describe("scheduled delivery", () => {
     await c.waitStatus("nothing left scheduled", (st) => st.scheduled.pending === 0, 5000);
   });
 
+  it(`a burst: ${BURST} messages due at the same moment are pushed within 250 ms of it`, async () => {
+    const { c, arrived } = await start();
+    const js = jetstream(c.nc);
+    const releasedAt: number[] = [];
+    c.nc.subscribe("herald.in.demo", { callback: () => void releasedAt.push(Date.now()) });
+    const due = Date.now() + 3000;
+    const sent: Sent[] = [];
+    // Half submitted (ingest writes them to the scheduled stream), half published raw (the sub-queue moves them).
+    await Promise.all(
+      Array.from({ length: BURST / 2 }, async (_, i) => {
+        sent.push({ id: await submit(c, { deliverAt: due }), due, how: `submit #${i}` });
+        const id = `burst-${i}`;
+        await js.publish("herald.in.demo", JSON.stringify({ id, data: {}, deliverAt: due }));
+        sent.push({ id, due, how: `herald.in #${i}` });
+      }),
+    );
+    expect(Date.now(), `all ${BURST} scheduled before they were due`).toBeLessThan(due);
+    const late = await lateness(arrived, sent, 20_000);
+    console.log(`scheduled delivery, ${BURST} due at the same moment: lateness ${summary(late)}`);
+    console.log(`  of which, from the due time to the release on herald.in.demo: ${summary(releasedAt.filter((t) => t >= due - 100).map((t) => t - due))}`);
+    expectOnTime(arrived, sent, late);
+  });
+
   it("herald scheduled list and cancel: a cancelled message never arrives, and late or unknown cancels are refused", async () => {
     const { c, arrived } = await start();
     const herald = (...args: string[]) => c.cli([...args, "-c", c.configFile], { NATS_URL: "" });
@@ -173,7 +198,7 @@ describe("scheduled delivery", () => {
     const keep = await submit(c, { deliverAt: t0 + 6500, to: "ada" });
     // Due after the cancelled one: once it is here, the cancelled one would have been too.
     const sentinel = await submit(c, { deliverAt: t0 + 7000 });
-    const published = await herald("publish", "demo", "--in", "1500ms");
+    const published = await herald("publish", "demo", "--in", "3s");
     expect(published.stderr).toBe("");
     expect(published.code).toBe(0);
     const soon = published.stdout.trim();
@@ -198,7 +223,7 @@ describe("scheduled delivery", () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toBe('herald: no scheduled message "no-such-id": see herald scheduled list (a message released more than a day ago is no longer known)\n');
 
-    await waitFor(() => arrived.has(soon), { timeoutMs: 10_000, what: "the message published with --in 1500ms" });
+    await waitFor(() => arrived.has(soon), { timeoutMs: 10_000, what: "the message published with --in 3s" });
     const released = await herald("scheduled", "cancel", soon);
     expect(released.code).toBe(1);
     expect(released.stderr).toMatch(new RegExp(`^herald: scheduled message "${soon}" \\(topic demo\\) was already released at \\S+Z, due \\S+Z: it can no longer be cancelled\n$`));

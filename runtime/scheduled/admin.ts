@@ -3,8 +3,8 @@
  * from the stream (no master needed), and cancelled by deleting the record.
  *
  * A cancel is refused within {@link CANCEL_CUTOFF_MS} of the due time, judged on the server's
- * clock: from then on the releaser may be reading the record to release it, and a message it
- * released cannot be called back. A message already released is told apart from an unknown id by
+ * clock: the releaser reads the record {@link CHECK_AHEAD_MS} before the due time, and what it has
+ * found then it releases; a message released cannot be called back. A message already released is told apart from an unknown id by
  * its release mark (kept a day).
  */
 import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
@@ -12,11 +12,17 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { HeraldConfig } from "../config/index.js";
 import { errorText, HeraldError } from "../errors.js";
 import { names, type Names } from "../names.js";
+import { monotonicNow } from "../platform/index.js";
 import { jsMsgStoredAt, readScheduled, type ReleasedMark, type ScheduledMessage } from "./store.js";
 import type { ServerClock } from "./server-clock.js";
 
 /** A message due sooner than this (or already due) can no longer be cancelled, ms. */
 export const CANCEL_CUTOFF_MS = 1000;
+/**
+ * How long before its time the releaser checks that a message was not cancelled, ms: inside the
+ * cut-off, so a cancel that was allowed has deleted the record before the check reads it.
+ */
+export const CHECK_AHEAD_MS = CANCEL_CUTOFF_MS / 2;
 /** A listing that receives nothing for this long has read all there is, ms. */
 const IDLE_END_MS = 2000;
 
@@ -125,6 +131,7 @@ export async function cancelScheduled(
     const when = left <= 0 ? `was due ${Math.round(-left)} ms ago and is being released` : `is due in ${Math.round(left)} ms`;
     throw new HeraldError("TOO_LATE", `scheduled message ${JSON.stringify(id)} (topic ${m.topic}) ${when}: a message cannot be cancelled within ${CANCEL_CUTOFF_MS} ms of its time`);
   }
+  const judgedAt = monotonicNow();
   try {
     await jsm.streams.deleteMessage(n.scheduledStream, m.seq, false);
   } catch (err) {
@@ -133,6 +140,10 @@ export async function cancelScheduled(
       throw new HeraldError("TOO_LATE", `scheduled message ${JSON.stringify(id)} (topic ${m.topic}) was released or cancelled meanwhile`);
     }
     throw new HeraldError("NATS", `could not delete scheduled message ${JSON.stringify(id)}: ${errorText(err)}`);
+  }
+  // A delete that took so long that the releaser may have checked the record before it: say so.
+  if (left - (monotonicNow() - judgedAt) < CHECK_AHEAD_MS) {
+    throw new HeraldError("TOO_LATE", `scheduled message ${JSON.stringify(id)} (topic ${m.topic}) was deleted only ${Math.round(left - (monotonicNow() - judgedAt))} ms before its time: it may still be delivered`);
   }
   return { cancelled: scheduledRow(m) };
 }

@@ -6,12 +6,15 @@
  * the stream and carries on, releasing at once whatever fell due meanwhile.
  *
  * Releasing one message, in this order, so that nothing is lost and a repeat is harmless:
- * 1. read the record back from the stream's leader: gone means it was cancelled (a cancel is
- *    refused within a second of the due time, so it cannot race this step);
- * 2. publish it to `herald.in.<topic>` with `Nats-Msg-Id` `<topic>:<id>`: a release repeated within
- *    the queue's duplicate window (a master that died between 2 and 4) is dropped there;
+ * 1. {@link CHECK_AHEAD_MS} before its time, read the record back from the stream's leader: gone
+ *    means it was cancelled. A cancel is refused from {@link CANCEL_CUTOFF_MS} before the due time
+ *    on (admin.ts), so none can come after this check;
+ * 2. at its time, publish it to `herald.in.<topic>` with `Nats-Msg-Id` `<topic>:<id>`: a release
+ *    repeated within the queue's duplicate window (a master that died between 2 and 4) is dropped;
  * 3. write its release mark; 4. delete the record.
- * A publish that fails is tried again shortly; a delete that fails, too, without publishing again.
+ * Checking ahead keeps the due moment for the publish alone (a burst of messages due at once goes
+ * out in one go), and steps 3 and 4 run behind the releases for the same reason. A check or a
+ * publish that fails is tried again shortly; a delete that fails, too, without publishing again.
  */
 import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -21,20 +24,25 @@ import type { Logger } from "../log.js";
 import { names, type Names } from "../names.js";
 import { QueueIO } from "../pipeline/queue-io.js";
 import { unreadableLetter } from "../pipeline/stored.js";
+import { CANCEL_CUTOFF_MS, CHECK_AHEAD_MS } from "./admin.js";
 import { DueIndex } from "./due-index.js";
 import { ServerClock } from "./server-clock.js";
 import { jsMsgStoredAt, readScheduled, releasedEnvelope, ScheduledWriter, type ScheduledMessage } from "./store.js";
 
-/** Releases in flight at most; more wait their turn. */
-const MAX_PARALLEL = 128;
+/** Checks (step 1) in flight at most. */
+const MAX_CHECKS = 256;
+/** Publishes (step 2) in flight at most. */
+const MAX_PUBLISHES = 512;
+/** Marks and deletes (steps 3–4) in flight at most. */
+const MAX_FINISHING = 64;
 /** A timer is never set further ahead than this, so a new clock estimate is soon taken into account, ms. */
 const MAX_TIMER_MS = 10_000;
-/** A release whose publish failed is tried again after this long, ms. */
+/** A check or publish that failed is tried again after this long, ms. */
 const RETRY_MS = 250;
 /** Records released but not yet deleted are deleted again this often, ms. */
 const DELETE_RETRY_MS = 1000;
 const FOLLOW_BACKOFF_MS = 500;
-/** How long a stopping releaser waits for releases in flight, ms. */
+/** How long a stopping releaser waits for the work in flight, ms. */
 const STOP_WAIT_MS = 2000;
 
 export interface ReleaserOptions {
@@ -49,18 +57,26 @@ export interface ReleaserOptions {
 
 export class Releaser {
   private readonly n: Names;
-  private readonly index = new DueIndex<ScheduledMessage>();
-  /** Sequences being released (or waiting to be tried again): never indexed twice. */
-  private readonly releasing = new Set<number>();
+  /** Indexed, not yet checked. */
+  private readonly unchecked = new DueIndex<ScheduledMessage>();
+  /** Checked (not cancelled), waiting for their time. */
+  private readonly ready = new DueIndex<ScheduledMessage>();
+  /** Sequences taken out of `unchecked` and not yet deleted: never indexed again meanwhile. */
+  private readonly taken = new Set<number>();
   /** Released, delete still owed. */
   private readonly undeleted = new Set<number>();
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly toFinish: ScheduledMessage[] = [];
+  private readonly work = new Set<Promise<void>>();
+  private checking = 0;
+  private publishing = 0;
+  private finishing = 0;
   private readonly clock: ServerClock;
   private readonly io: QueueIO;
   private readonly writer: ScheduledWriter;
   private jsm: JetStreamManager | undefined;
   private running = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Server time the timer is set for. */
   private armedFor: number | undefined;
   private deleteTimer: ReturnType<typeof setInterval> | undefined;
   private messages: ConsumerMessages | undefined;
@@ -86,7 +102,7 @@ export class Releaser {
     this.deleteTimer = setInterval(() => void this.deleteOwed(), DELETE_RETRY_MS);
   }
 
-  /** Stops at once: no release starts after this; those in flight are awaited briefly. */
+  /** Stops at once: nothing new starts after this; the work in flight is awaited briefly. */
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
@@ -94,13 +110,14 @@ export class Releaser {
     this.clock.stop();
     this.messages?.stop();
     const waited = new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref?.());
-    await Promise.race([Promise.allSettled([...this.inFlight, this.following]), waited]);
-    this.index.clear();
+    await Promise.race([Promise.allSettled([...this.work, this.following]), waited]);
+    this.unchecked.clear();
+    this.ready.clear();
   }
 
   /** Messages indexed and not yet released. */
   get pending(): number {
-    return this.index.size;
+    return this.unchecked.size + this.ready.size;
   }
 
   /** Messages released since start. */
@@ -141,87 +158,115 @@ export class Releaser {
 
   private onRecord(m: JsMsg): void {
     const seq = m.seq;
-    if (this.releasing.has(seq) || this.index.has(seq)) return;
+    if (this.taken.has(seq) || this.unchecked.has(seq)) return;
     const read = readScheduled({ subject: m.subject, seq, data: m.data, storedAt: jsMsgStoredAt(m) }, this.n, this.opts.config.limits);
     if (!read.ok) {
-      void this.discard(m, read.error);
+      void this.track(this.discard(m, read.error));
       return;
     }
-    this.index.add(read.message);
-    if (this.armedFor === undefined || read.message.dueAt < this.armedFor) this.arm();
+    this.unchecked.add(read.message);
+    const wakeAt = read.message.dueAt - CHECK_AHEAD_MS;
+    if (this.armedFor === undefined || wakeAt < this.armedFor) this.arm();
   }
 
-  /** Sets the timer for the earliest due message, or releases what is due now. */
+  /**
+   * Starts what is due now — checks of messages within {@link CHECK_AHEAD_MS} of their time,
+   * publishes of checked messages whose time has come — and sets the timer for what comes next.
+   * Called again whenever a check or publish finishes.
+   */
   private arm(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.armedFor = undefined;
     if (!this.running) return;
-    const next = this.index.nextDue();
-    if (next === undefined) return;
     const now = this.clock.now();
     if (now === undefined) {
       // No estimate of the server's clock yet (the first probes are on their way).
-      this.timer = setTimeout(() => this.arm(), 20);
+      if (this.unchecked.size + this.ready.size > 0) this.timer = setTimeout(() => this.arm(), 20);
       return;
     }
-    if (next <= now) {
-      this.releaseDue(now);
-      return;
-    }
+    for (const m of this.unchecked.takeDue(now + CHECK_AHEAD_MS, MAX_CHECKS - this.checking)) this.check(m);
+    for (const m of this.ready.takeDue(now, MAX_PUBLISHES - this.publishing)) this.publish(m, now);
+    // What is at capacity is started again when a check or publish finishes.
+    const nextCheck = this.checking < MAX_CHECKS ? this.unchecked.nextDue() : undefined;
+    const nextPublish = this.publishing < MAX_PUBLISHES ? this.ready.nextDue() : undefined;
+    const next = Math.min(nextCheck === undefined ? Infinity : nextCheck - CHECK_AHEAD_MS, nextPublish ?? Infinity);
+    if (next === Infinity) return;
     this.armedFor = next;
-    this.timer = setTimeout(() => this.arm(), Math.min(MAX_TIMER_MS, Math.ceil(next - now)));
+    this.timer = setTimeout(() => this.arm(), Math.max(0, Math.min(MAX_TIMER_MS, Math.ceil(next - now))));
   }
 
-  private releaseDue(now: number): void {
-    const room = MAX_PARALLEL - this.inFlight.size;
-    if (room <= 0) return; // a release finishing arms again
-    for (const m of this.index.takeDue(now, room)) {
-      this.releasing.add(m.seq);
-      const p = this.release(m, now).finally(() => {
-        this.inFlight.delete(p);
-        if (this.running && this.inFlight.size === MAX_PARALLEL - 1) this.arm();
-      });
-      this.inFlight.add(p);
+  /** Step 1: still in the stream (not cancelled)? Then it waits in `ready` for its time. */
+  private check(m: ScheduledMessage): void {
+    this.taken.add(m.seq);
+    this.checking++;
+    this.track(
+      (async () => {
+        try {
+          // From the leader: a replica that is behind could still hold a cancelled record.
+          const still = await (await this.manager()).streams.getMessage(this.n.scheduledStream, { seq: m.seq });
+          if (still === null) {
+            this.taken.delete(m.seq);
+            this.opts.log.debug("a scheduled message was cancelled", { id: m.id, topic: m.topic });
+          } else if (this.running) this.ready.add(m);
+        } catch (err) {
+          this.opts.log.warn("checking a scheduled message failed; trying again", { id: m.id, topic: m.topic, error: errorText(err) });
+          this.later(() => {
+            this.taken.delete(m.seq);
+            this.unchecked.add(m);
+          });
+        } finally {
+          this.checking--;
+          this.arm();
+        }
+      })(),
+    );
+  }
+
+  /** Step 2: on the queue; steps 3–4 follow behind. */
+  private publish(m: ScheduledMessage, now: number): void {
+    this.publishing++;
+    this.track(
+      (async () => {
+        try {
+          await this.io.enqueue(releasedEnvelope(m.envelope, m.dueAt));
+          this.released++;
+          const lateMs = Math.round(now - m.dueAt);
+          if (lateMs > 1000) this.opts.log.info("released a scheduled message late", { id: m.id, topic: m.topic, lateMs });
+          this.toFinish.push(m);
+          this.finishMore();
+        } catch (err) {
+          this.opts.log.warn("releasing a scheduled message failed; trying again", { id: m.id, topic: m.topic, error: errorText(err) });
+          this.later(() => this.ready.add(m));
+        } finally {
+          this.publishing--;
+          this.arm();
+        }
+      })(),
+    );
+  }
+
+  /** Steps 3–4 of released messages, a few at a time. */
+  private finishMore(): void {
+    while (this.finishing < MAX_FINISHING && this.toFinish.length > 0) {
+      const m = this.toFinish.shift()!;
+      this.finishing++;
+      this.track(
+        this.finish(m).finally(() => {
+          this.finishing--;
+          this.finishMore();
+        }),
+      );
     }
-    this.arm();
   }
 
-  private async release(m: ScheduledMessage, now: number): Promise<void> {
-    let published = false;
+  private async finish(m: ScheduledMessage): Promise<void> {
+    await this.writer.markReleased(m, this.clock.now()).catch((err) => this.opts.log.debug("could not mark a release", { id: m.id, error: errorText(err) }));
     try {
-      const jsm = await this.manager();
-      // From the leader: a replica that is behind could still hold a cancelled record.
-      const still = await jsm.streams.getMessage(this.n.scheduledStream, { seq: m.seq });
-      if (still === null) {
-        this.releasing.delete(m.seq);
-        this.opts.log.debug("a scheduled message was cancelled", { id: m.id, topic: m.topic });
-        return;
-      }
-      if (!this.running) {
-        this.releasing.delete(m.seq);
-        return;
-      }
-      await this.io.enqueue(releasedEnvelope(m.envelope, m.dueAt));
-      published = true;
-      this.released++;
-      const lateMs = Math.round(now - m.dueAt);
-      if (lateMs > 1000) this.opts.log.info("released a scheduled message late", { id: m.id, topic: m.topic, lateMs });
-      await this.writer.markReleased(m, this.clock.now()).catch((err) => this.opts.log.debug("could not mark a release", { id: m.id, error: errorText(err) }));
       await this.remove(m.seq);
-      this.releasing.delete(m.seq);
-    } catch (err) {
-      if (published) {
-        this.undeleted.add(m.seq);
-        return;
-      }
-      this.opts.log.warn("releasing a scheduled message failed; trying again", { id: m.id, topic: m.topic, error: errorText(err) });
-      setTimeout(() => {
-        this.releasing.delete(m.seq);
-        if (!this.running) return;
-        this.index.add(m);
-        this.arm();
-      }, RETRY_MS);
+      this.taken.delete(m.seq);
+    } catch {
+      this.undeleted.add(m.seq);
     }
   }
 
@@ -241,7 +286,7 @@ export class Releaser {
       try {
         await this.remove(seq);
         this.undeleted.delete(seq);
-        this.releasing.delete(seq);
+        this.taken.delete(seq);
       } catch {
         return; // NATS is away: next round
       }
@@ -250,7 +295,7 @@ export class Releaser {
 
   /** A record that is no scheduled message becomes a dead letter (`invalid`) and leaves the stream. */
   private async discard(m: JsMsg, error: string): Promise<void> {
-    this.releasing.add(m.seq);
+    this.taken.add(m.seq);
     try {
       const letter = unreadableLetter(m, { prefix: this.opts.config.subjectPrefix, now: Date.now }, error);
       await this.io.deadLetter(letter, `sched:${m.seq}`);
@@ -259,8 +304,22 @@ export class Releaser {
     } catch (err) {
       this.opts.log.warn("could not dead-letter a malformed scheduled record", { seq: m.seq, error: errorText(err) });
     } finally {
-      this.releasing.delete(m.seq);
+      this.taken.delete(m.seq);
     }
+  }
+
+  /** Runs `f` after {@link RETRY_MS} (if still running), then looks at what is due. */
+  private later(f: () => void): void {
+    setTimeout(() => {
+      if (!this.running) return;
+      f();
+      this.arm();
+    }, RETRY_MS);
+  }
+
+  private track(p: Promise<void>): void {
+    this.work.add(p);
+    void p.finally(() => this.work.delete(p));
   }
 
   private async manager(): Promise<JetStreamManager> {
