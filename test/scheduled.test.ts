@@ -209,6 +209,10 @@ describe("scheduled delivery", () => {
     expect(rows.map((r) => r.id)).toEqual([soon, gone, keep, sentinel]);
     expect(rows[1]).toMatchObject({ id: gone, topic: "demo", dueAt: t0 + 6000, due: new Date(t0 + 6000).toISOString() });
     expect(rows[2]!.to).toBe("ada");
+    const one = await herald("scheduled", "list", "--topic", "demo", "--json", "--limit", "2");
+    expect((JSON.parse(one.stdout) as { id: string }[]).map((r) => r.id)).toEqual([soon, gone]);
+    expect(one.stderr).toBe("showing the 2 due first of 4 scheduled messages (--limit N for more)\n");
+    expect((await herald("scheduled", "list", "--topic", "other")).stdout).toBe("no scheduled messages for topic other\n");
     const table = await herald("scheduled", "list");
     expect(table.stdout).toMatch(/^ID\s+TOPIC\s+DUE\s+TO\n/);
     expect(table.stdout).toContain(`${keep}  demo   ${new Date(t0 + 6500).toISOString()}  ada`);
