@@ -253,7 +253,7 @@ describe("scheduled delivery", () => {
     await waitFor(() => arrived.has(id), { timeoutMs: 10_000, what: "the message that could not be cancelled" });
   });
 
-  it("the HTTP API lists and cancels scheduled messages, with the statuses /openapi.json documents", async () => {
+  it("the HTTP API lists and cancels scheduled messages, with the statuses /openapi.json documents; /metrics counts them", async () => {
     const { c, arrived } = await start({ http: true });
     const base = `http://127.0.0.1:${(c.config.nodes[0] as { http: { port: number } }).http.port}`;
     const t0 = Date.now();
@@ -266,6 +266,7 @@ describe("scheduled delivery", () => {
     expect(body.total).toBe(3);
     expect(body.scheduled.map((r) => r.id)).toEqual([soon, gone]);
     expect(body.scheduled[1]).toMatchObject({ to: "bob", dueAt: t0 + 5000 });
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^herald_scheduled_pending [23]$/m);
     const seen: [string, string, number][] = [["/v1/scheduled", "get", listed.status]];
     const del = (id: string, query = "") => fetch(`${base}/v1/scheduled/${encodeURIComponent(id)}${query}`, { method: "DELETE" });
     const tooLate = await del(soon);
