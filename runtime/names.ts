@@ -15,9 +15,14 @@
  * | recipients (KV)  | `herald_recipients`  | `r.<id>`                                          |
  * | endpoints (KV)   | `herald_endpoints`   | `e.<hash>`: circuit breakers                     |
  * | sse retention    | `HERALD_SSE_<topic>` | `herald.sse.<topic>.<recipient>`                  |
+ * | scheduled        | `HERALD_SCHEDULED`   | `herald.sched.<topic>`                            |
+ * | released marks   | `HERALD_RELEASED`    | `herald.released.<topic>.<base64url id>`          |
+ * | server clock     | `HERALD_CLOCK`       | `herald.clock.<prober>`                           |
  *
  * What lives in the streams and why is in pipeline/streams.ts.
  */
+import { Buffer } from "node:buffer";
+
 export interface Names {
   prefix: string;
   /** `herald.in.<topic>`: fire-and-forget ingest, captured by the queue stream. */
@@ -89,6 +94,23 @@ export interface Names {
   sse(topic: string, recipient: string): string;
   /** `herald.sse.>`: every `sse` push, which each node's HTTP port follows live. */
   sseAll: string;
+
+  /** Scheduled messages not yet due (runtime/scheduled/). */
+  scheduledStream: string;
+  /** `herald.sched.>`: what the scheduled stream captures. */
+  scheduledSubjects: string;
+  /** `herald.sched.<topic>`: a topic's scheduled messages. */
+  sched(topic: string): string;
+  /** Marks of released scheduled messages, so a cancel can tell "already released" from "unknown". */
+  releasedStream: string;
+  releasedSubjects: string;
+  /** `herald.released.<topic>.<id as base64url>` (ids may hold dots, which subjects cannot). */
+  released(topic: string, id: string): string;
+  /** Probes of the JetStream server's clock: each prober's latest, stored for its timestamp. */
+  clockStream: string;
+  clockSubjects: string;
+  /** `herald.clock.<prober>`. */
+  clock(prober: string): string;
 }
 
 export function names(prefix = "herald"): Names {
@@ -128,6 +150,15 @@ export function names(prefix = "herald"): Names {
     sseSubjects: (topic) => `${prefix}.sse.${topic}.>`,
     sse: (topic, recipient) => `${prefix}.sse.${topic}.${recipient}`,
     sseAll: `${prefix}.sse.>`,
+    scheduledStream: `${up}_SCHEDULED`,
+    scheduledSubjects: `${prefix}.sched.>`,
+    sched: (topic) => `${prefix}.sched.${topic}`,
+    releasedStream: `${up}_RELEASED`,
+    releasedSubjects: `${prefix}.released.>`,
+    released: (topic, id) => `${prefix}.released.${topic}.${Buffer.from(id).toString("base64url")}`,
+    clockStream: `${up}_CLOCK`,
+    clockSubjects: `${prefix}.clock.>`,
+    clock: (prober) => `${prefix}.clock.${prober}`,
   };
 }
 

@@ -210,7 +210,7 @@ describe("collectors in status", () => {
     expect(collectorView({ name: "orders", kind: "postgres" }, record, { node: "n2", epoch: 3 }).state).toBe("failing");
   });
   it("renders a collectors section", () => {
-    const s: ClusterStatus = { cluster: "c", master: { node: "n2", epoch: 3 }, nodes: [], queue: { pending: 0 }, exceptions: { retrying: 0, dead: 0 }, warnings: [], collectors: [record, { ...record, name: "feed", kind: "http", state: "ok", lagMs: null, lastError: null }] };
+    const s: ClusterStatus = { cluster: "c", master: { node: "n2", epoch: 3 }, nodes: [], queue: { pending: 0 }, exceptions: { retrying: 0, dead: 0 }, scheduled: { pending: 0 }, warnings: [], collectors: [record, { ...record, name: "feed", kind: "http", state: "ok", lagMs: null, lastError: null }] };
     const text = renderStatus(s, Date.parse("2024-01-01T00:00:12.000Z"));
     expect(text).toContain(
       [

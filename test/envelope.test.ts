@@ -99,7 +99,7 @@ describe("validateSubmission: what is refused, and the error says why", () => {
     for (const key of ["createdAt", "attempts", "source"]) {
       expect(refused({ topic: "demo", [key]: 1 })).toBe(`"${key}" is set by Herald and cannot be submitted`);
     }
-    expect(refused({ topic: "demo", recipient: "x" })).toBe('unknown field "recipient": a message has only "topic", "to", "data", "id"');
+    expect(refused({ topic: "demo", recipient: "x" })).toBe('unknown field "recipient": a message has only "topic", "to", "data", "id", "deliverAt", "delayMs"');
     expect(refused(JSON.parse('{"topic":"demo","__proto__":{"x":1}}'))).toContain('unknown field "__proto__"');
   });
 

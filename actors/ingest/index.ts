@@ -3,6 +3,8 @@
  * (HTTP `POST /v1/messages`: the node's HTTP server hands the body to an ingest actor of its node).
  * Both validate, queue durably, and answer only once JetStream has acknowledged the message.
  * Raw publishes on `herald.in.<topic>` need no actor: the queue stream captures them directly.
+ * A scheduled message (`deliverAt`, `delayMs`) not yet due on the server's clock goes to the
+ * scheduled stream instead of the queue (runtime/scheduled/).
  */
 import { jetstream } from "@nats-io/jetstream";
 import type { Msg, Subscription } from "@nats-io/transport-node";
@@ -12,7 +14,9 @@ import { Actor, type ActorContext, type ActorFactory } from "../../runtime/actor
 import { errorText, TooLargeError } from "../../runtime/errors.js";
 import { decodeSubmission, validateSubmission } from "../../runtime/pipeline/envelope.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
-import type { Source } from "../../runtime/pipeline/types.js";
+import { isScheduled } from "../../runtime/pipeline/schedule.js";
+import type { Envelope, Source } from "../../runtime/pipeline/types.js";
+import { ScheduledWriter, ServerClock } from "../../runtime/scheduled/index.js";
 import type { SubmitReply } from "../../runtime/pipeline/work.js";
 
 
@@ -20,6 +24,8 @@ const newId = monotonicFactory();
 
 export class IngestActor extends Actor {
   private io!: QueueIO;
+  private scheduled!: ScheduledWriter;
+  private clock!: ServerClock;
   private sub: Subscription | undefined;
 
   override async start(): Promise<void> {
@@ -29,6 +35,9 @@ export class IngestActor extends Actor {
       maxPayload: nc.info?.max_payload ?? 1_048_576,
       isTopic: (t) => Object.hasOwn(config.topics, t),
     });
+    this.scheduled = new ScheduledWriter(jetstream(nc), config.subjectPrefix, nc.info?.max_payload ?? 1_048_576);
+    this.clock = ServerClock.overNats(nc, config.subjectPrefix, `${this.ctx.init.node}-${this.ctx.init.id}`, { log: this.ctx.log });
+    this.clock.start();
     this.sub = nc.subscribe(names.submit, {
       queue: "herald-ingest",
       callback: (err, msg) => {
@@ -39,6 +48,7 @@ export class IngestActor extends Actor {
 
   override async drain(): Promise<void> {
     await this.sub?.drain();
+    this.clock?.stop();
   }
 
   /**
@@ -77,7 +87,8 @@ export class IngestActor extends Actor {
       return { ok: false, error: result.error, reason: result.reason };
     }
     try {
-      const ack = await this.io.enqueue(result.envelope);
+      const env = result.envelope;
+      const ack = isScheduled(env) && !this.dueNow(env) ? await this.scheduled.schedule(env) : await this.io.enqueue(env);
       this.processed++;
       return { ok: true, id: result.envelope.id, duplicate: ack.duplicate };
     } catch (err) {
@@ -86,6 +97,16 @@ export class IngestActor extends Actor {
       if (err instanceof TooLargeError) return { ok: false, error: err.message, reason: "too-large" };
       return { ok: false, error: `the queue did not accept the message: ${errorText(err)}`, reason: "unavailable" };
     }
+  }
+
+  /**
+   * Due already, on the server's clock: `delayMs: 0`, or a `deliverAt` that has passed. Before
+   * the first clock estimate a `deliverAt` counts as not due (the releaser releases it at once if it is).
+   */
+  private dueNow(env: Envelope): boolean {
+    if (env.delayMs !== undefined) return env.delayMs === 0;
+    const now = this.clock.now();
+    return now !== undefined && env.deliverAt !== undefined && env.deliverAt <= now;
   }
 
   private async onSubmit(msg: Msg): Promise<void> {

@@ -24,6 +24,7 @@ import { errorText } from "../../runtime/errors.js";
 import { bindBucket } from "../../runtime/nats/buckets.js";
 import { QueueIO } from "../../runtime/pipeline/queue-io.js";
 import { originalOf, parseQueued, readExceptionEntry, unreadableLetter, type ParseContext } from "../../runtime/pipeline/stored.js";
+import { Deferrer } from "./deferrer.js";
 import { Dispatcher, type Settled } from "./dispatcher.js";
 import { TopicLane, type Held } from "./lane.js";
 import { SubQueueMetrics } from "./metrics.js";
@@ -56,6 +57,7 @@ export class SubQueueActor extends Actor {
   private breakers!: Breakers;
   private tokenRpc!: Rpc;
   private readonly gates = new Map<string, TokenGate>();
+  private deferrer!: Deferrer;
   private readonly lanes = new Map<string, TopicLane>();
   private readonly inFlight = new Set<Held>();
   private running = true;
@@ -77,6 +79,10 @@ export class SubQueueActor extends Actor {
     this.parseCtx = { prefix: config.subjectPrefix, topics, limits: config.limits, now: this.clock.wall };
     this.metrics = new SubQueueMetrics(this.ctx.meter, topics, this.clock.wall);
     this.dispatcher = new Dispatcher(nc, this.io, config, this.clock, log, () => this.running, this.metrics);
+    this.deferrer = new Deferrer(nc, config, `${init.node}-${init.id}`, log, (m, error) => {
+      void this.dispatcher.deadInput({ m }, unreadableLetter(m, this.parseCtx, error, "too-large"));
+    });
+    this.deferrer.start();
     this.ledger = new SuspectLedger(
       await bindBucket(nc, this.io.names.poisonBucket),
       `${init.node}/${init.id}`,
@@ -113,6 +119,7 @@ export class SubQueueActor extends Actor {
     const deadline = this.clock.monotonic() + DRAIN_IN_FLIGHT_MS;
     while (this.inFlight.size > 0 && this.clock.monotonic() < deadline) await sleep(20);
     clearInterval(this.keepAlive);
+    this.deferrer.stop();
     this.view.stop();
     this.breakers.stop();
     for (const g of this.gates.values()) g.close();
@@ -223,6 +230,8 @@ export class SubQueueActor extends Actor {
       void this.dispatcher.deadInput({ m }, parsed.dead);
       return;
     }
+    // A raw publish scheduled for later moves to the scheduled stream (deferrer.ts).
+    if (this.deferrer.take(m, parsed.envelope)) return;
     if (m.info.deliveryCount === 1) this.metrics.received(parsed.envelope);
     lane.add({ m, env: parsed.envelope });
     this.schedulePump();

@@ -25,9 +25,18 @@ Usage:
                                              the fix (exit 1 on any fail)
   herald stop   [-c FILE] [--node NAME]      set isStopServer: the node (or every node) drains and exits
   herald publish TOPIC [--data JSON | --file F] [--to RECIPIENT] [--id ID]
+                       [--at TIME | --in DURATION]
                                              submit a message (data: a JSON object, default {});
                                              prints its id once it is durably queued (--id: your
-                                             own id; an id already queued is not queued again)
+                                             own id; an id already queued is not queued again);
+                                             --at: deliver at TIME (ISO 8601 with Z or an offset,
+                                             or ms since the epoch), --in: after DURATION (90s,
+                                             5m, 1500ms, 2h), both on the NATS server's clock
+  herald scheduled list [--topic T] [--json] [--limit N]
+                                             scheduled messages not yet delivered, due first
+                                             (default limit 100): id, topic, due time, recipient
+  herald scheduled cancel ID [--topic T]     cancel a scheduled message (refused within 1 s of
+                                             its time, or once delivered)
   herald watch TOPIC [--count N]             print what the nats channel pushes for TOPIC, one JSON
                                              line each, until Ctrl-C (or N messages)
   herald rules get [--topic T] [--json]      the retrieval rules of topic T (or the default)
@@ -73,8 +82,8 @@ Options:
   -c, --config FILE   cluster config (default ./cluster.config.json)
   --server URL        NATS server(s), comma-separated (default: NATS_URL, then the config;
                       herald start --node: instead of the config's nats.servers)
-  --topic T           one topic (rules, pause, resume, dlq); without it: the default rules,
-                      all topics, every dead letter
+  --topic T           one topic (rules, pause, resume, dlq, scheduled); without it: the default
+                      rules, all topics, every dead letter, every scheduled message
   -h, --help          this text
 
 Environment:
@@ -114,7 +123,15 @@ const commands: Record<string, { options: ParseArgsConfig["options"]; positional
   stop: { options: { ...common, node: { type: "string" } }, positionals: 0 },
   fault: { options: { ...common, node: { type: "string" }, actor: { type: "string" } }, positionals: 1 },
   publish: {
-    options: { ...common, data: { type: "string" }, file: { type: "string" }, to: { type: "string" }, id: { type: "string" } },
+    options: {
+      ...common,
+      data: { type: "string" },
+      file: { type: "string" },
+      to: { type: "string" },
+      id: { type: "string" },
+      at: { type: "string" },
+      in: { type: "string" },
+    },
     positionals: 1,
   },
   watch: { options: { ...common, count: { type: "string" } }, positionals: 1 },
@@ -136,10 +153,13 @@ const commands: Record<string, { options: ParseArgsConfig["options"]; positional
   "endpoints list": { options: { ...common, json: { type: "boolean" } }, positionals: 0 },
   "endpoints enable": { options: { ...common }, positionals: 1 },
   "endpoints disable": { options: { ...common }, positionals: 1 },
+  "scheduled list": { options: { ...common, ...topic, json: { type: "boolean" }, limit: { type: "string" } }, positionals: 0 },
+  "scheduled cancel": { options: { ...common, ...topic }, positionals: 1 },
 };
 
 /** Commands whose first argument is an action with options of its own. */
 const actions: Record<string, string[]> = { rules: ["get", "set"], dlq: ["list", "replay", "purge"], recipients: ["set", "get", "rm", "token"],
+  scheduled: ["list", "cancel"],
   ratelimit: ["get", "set", "clear"],
   endpoints: ["list", "enable", "disable"],
 };
@@ -217,6 +237,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./commands/delivery.js")).rateLimitCommand(action, parsed.positionals[0], flags);
     case "endpoints":
       return (await import("./commands/delivery.js")).endpointsCommand(action, parsed.positionals[0], flags);
+    case "scheduled":
+      return (await import("./commands/scheduled.js")).scheduledCommand(action, parsed.positionals, flags);
   }
   return 2;
 }

@@ -8,7 +8,7 @@ export function renderStatus(s: ClusterStatus, now = Date.now()): string {
   const lines: string[] = [];
   const master = s.master?.node ? `${s.master.node} (epoch ${s.master.epoch})` : "none";
   lines.push(`cluster ${s.cluster}   master ${master}`);
-  lines.push(`queue pending ${s.queue.pending}   exceptions retrying ${s.exceptions.retrying}, dead ${s.exceptions.dead}`);
+  lines.push(`queue pending ${s.queue.pending}   exceptions retrying ${s.exceptions.retrying}, dead ${s.exceptions.dead}   scheduled ${s.scheduled.pending}`);
   const header = ["NODE", "STATE", "ROLE", "PID", "IP", "READMARK", "BEAT AGE", "STOP", "ACTORS"];
   const rows = s.nodes.map((n) => {
     const running = n.actors.filter((a) => a.state === "running").length;

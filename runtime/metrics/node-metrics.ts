@@ -33,7 +33,7 @@ export interface NodeMetricsSource {
   /** The sse streams this node serves now, and the events it has written to them. */
   sse(): { clients: number; events: number };
   /** Messages in the pipeline's streams (cluster-wide); undefined when NATS cannot say now. */
-  pipeline(): Promise<{ queue: number; exceptions: number; dead: number } | undefined>;
+  pipeline(): Promise<{ queue: number; exceptions: number; dead: number; scheduled: number } | undefined>;
 }
 
 /** Sub-queue gauges reported in actor stats, and the series each becomes. */
@@ -120,7 +120,7 @@ export class NodeMetrics {
         },
       });
     }
-    const pipelineGauge = (name: string, help: string, pick: (p: { queue: number; exceptions: number; dead: number }) => number) =>
+    const pipelineGauge = (name: string, help: string, pick: (p: { queue: number; exceptions: number; dead: number; scheduled: number }) => number) =>
       new Gauge({
         name,
         help,
@@ -134,6 +134,7 @@ export class NodeMetrics {
     pipelineGauge("herald_queue_pending", "Messages in the queue stream, cluster-wide (received, not yet settled).", (p) => p.queue);
     pipelineGauge("herald_exceptions_retrying", "Entries in the exception stream, cluster-wide (failed pushes waiting for their retry).", (p) => p.exceptions);
     pipelineGauge("herald_dead_letters", "Dead letters kept, cluster-wide.", (p) => p.dead);
+    pipelineGauge("herald_scheduled_pending", "Scheduled messages not yet released, cluster-wide.", (p) => p.scheduled);
     new Gauge({
       name: "herald_endpoint_state",
       help: "Each endpoint with a circuit breaker in its current state (1), cluster-wide: closed, open, half-open, disabled.",

@@ -12,7 +12,8 @@ import { names } from "../names.js";
  * - **publisher**: may only publish `herald.in.>` (with a JetStream ack) and request
  *   `herald.submit`. It cannot stop a node, change rules, read messages or dead letters, join the
  *   work subjects, or reach the JetStream API.
- * - **operator**: the CLI — status, stop, rules, pause, dead letters, publish, watch, fault drills.
+ * - **operator**: the CLI — status, stop, rules, pause, dead letters, scheduled messages, publish,
+ *   watch, fault drills.
  */
 
 export type Role = "node" | "publisher" | "operator";
@@ -50,7 +51,8 @@ export function rolePermissions(role: Role, prefix = "herald", extraPublish: rea
     case "operator": {
       const [registry, rules, recipients] = buckets(prefix);
       return {
-        publish: [n.submit, n.status, `${prefix}.ctl.>`, `${prefix}.in.>`, "$JS.API.>", `$KV.${registry}.>`, `$KV.${rules}.>`, `$KV.${recipients}.>`, `$KV.${n.endpointsBucket}.>`],
+        // `herald.clock.>`: `herald scheduled cancel` reads the server's clock with a probe (scheduled/server-clock.ts).
+        publish: [n.submit, n.status, `${prefix}.ctl.>`, `${prefix}.in.>`, n.clockSubjects, "$JS.API.>", `$KV.${registry}.>`, `$KV.${rules}.>`, `$KV.${recipients}.>`, `$KV.${n.endpointsBucket}.>`],
         subscribe: ["_INBOX.>", `${prefix}.out.>`, n.events, `${n.events}.>`],
         allowResponses: false,
       };

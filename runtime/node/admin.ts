@@ -1,7 +1,8 @@
 /**
  * The operator's API of a node's HTTP port (runtime/node/http-server.ts): dead letters listed,
  * replayed and purged, rules read and changed, retrieval paused and resumed — the same functions
- * and the same refusals as `herald dlq`, `herald rules`, `herald pause` and `herald resume`.
+ * and the same refusals as `herald dlq`, `herald rules`, `herald pause`, `herald resume` and
+ * `herald scheduled`.
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -11,6 +12,7 @@ import { names } from "../names.js";
 import { openClusterBucket } from "../nats/buckets.js";
 import { deleteLetter, letterRow, letterScope, purgeLetters, readLetters, replayLetter, type StoredLetter } from "../pipeline/dead-letters.js";
 import { getRecipient, issueToken, parseRecipient, putRecipient, removeRecipient, revokeTokens, shownRecipient } from "../pipeline/recipients.js";
+import { cancelScheduled, listScheduled, scheduledRow, ServerClock } from "../scheduled/index.js";
 import { currentRule, pauseInForce, pausesLeft, setPaused, writeRules } from "../rules/store.js";
 import type { AdminApi, LetterSelection } from "./http-server.js";
 
@@ -96,6 +98,18 @@ export class NodeAdmin implements AdminApi {
   async removeRecipient(id: string): Promise<{ removed: true }> {
     if (!(await removeRecipient(await this.#recipientsBucket(), id))) throw new HeraldError("UNKNOWN_ID", `no recipient ${JSON.stringify(id)} in the registry`);
     return { removed: true };
+  }
+
+  async scheduled(q: { topic?: string; limit: number }): Promise<{ total: number; scheduled: unknown[] }> {
+    const all = await listScheduled(this.#nc(), this.config, this.#topic(q.topic));
+    return { total: all.length, scheduled: all.slice(0, q.limit).map(scheduledRow) };
+  }
+
+  async cancelScheduled(id: string, topic: string | undefined): Promise<{ cancelled: unknown }> {
+    const nc = this.#nc();
+    // A fresh estimate of the server's clock for each cancel: a few probes, a few ms.
+    const clock = ServerClock.overNats(nc, this.config.subjectPrefix, `http-${process.pid}`);
+    return cancelScheduled(nc, this.config, clock, id, this.#topic(topic));
   }
 
   #recipientsBucket() {

@@ -19,6 +19,8 @@
  *   POST /v1/pause, /v1/resume, /v1/topics/<topic>/pause|resume
  *   GET|PUT|DELETE /v1/recipients/<id>                          the recipients registry
  *   POST|DELETE /v1/recipients/<id>/tokens                      issue / withdraw stream tokens
+ *   GET  /v1/scheduled[?topic=&limit=]                          scheduled messages, due first
+ *   DELETE /v1/scheduled/<id>[?topic=]                          cancel one (herald scheduled cancel)
  *
  * and the `sse` channel's streams (runtime/node/sse-hub.ts):
  *
@@ -63,6 +65,8 @@ export interface AdminApi {
   removeRecipient(id: string): Promise<{ removed: true }>;
   issueToken(id: string): Promise<{ token: string }>;
   revokeTokens(id: string): Promise<{ revoked: number }>;
+  scheduled(q: { topic?: string; limit: number }): Promise<{ total: number; scheduled: unknown[] }>;
+  cancelScheduled(id: string, topic: string | undefined): Promise<{ cancelled: unknown }>;
 }
 
 /** Largest JSON body the operator's API reads, bytes. */
@@ -247,6 +251,13 @@ export class NodeHttpServer {
     route("DELETE", "/v1/recipients/:id", run(async (req) => admin.removeRecipient(recipientOf(req))));
     route("POST", "/v1/recipients/:id/tokens", run(async (req) => admin.issueToken(recipientOf(req))));
     route("DELETE", "/v1/recipients/:id/tokens", run(async (req) => admin.revokeTokens(recipientOf(req))));
+    route("GET", "/v1/scheduled", run(async (_req, q) => {
+      const limit = q.get("limit") === null ? 100 : Number(q.get("limit"));
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST) throw new HeraldError("USAGE", `limit must be an integer from 1 to ${MAX_LIST}, got "${q.get("limit")}"`);
+      return admin.scheduled({ ...optional("topic", q.get("topic")), limit });
+    }));
+    const scheduledOf = (req: IncomingMessage) => decodeURIComponent(/^\/v1\/scheduled\/([^/?]+)/.exec(req.url ?? "")?.[1] ?? "");
+    route("DELETE", "/v1/scheduled/:id", run(async (req, q) => admin.cancelScheduled(scheduledOf(req), q.get("topic") || undefined)));
   }
 
   /** Server-sent events: an `update` every second (a `problem` when it cannot be read), until the client goes. */
@@ -346,7 +357,7 @@ function adminStatus(err: unknown): number {
   if (!(err instanceof HeraldError)) return 500;
   if (err.code === "USAGE" || err.code === "RULES_INVALID") return 400;
   if (err.code === "UNKNOWN_ID" || err.code === "UNKNOWN_TOPIC") return 404;
-  if (err.code === "RULES_BUSY") return 409;
+  if (err.code === "RULES_BUSY" || err.code === "TOO_LATE") return 409;
   return 503;
 }
 

@@ -34,8 +34,26 @@ export function openApiDocument(): object {
             data: { type: "object", description: "Your fields; the topic's template reads them. Default {}.", additionalProperties: true },
             to: { type: "string", description: "The recipient." },
             id: { type: "string", description: "Your own message id (default: a new ULID); an id already queued is not queued again." },
+            deliverAt: {
+              description: "Deliver at this time, on the NATS server's clock: ms since the epoch (2000 or later), or an ISO 8601 time with Z or an offset. Not with delayMs; a time past is due at once; at most 366 days ahead.",
+              oneOf: [{ type: "integer", minimum: 946684800000 }, { type: "string", format: "date-time" }],
+            },
+            delayMs: { type: "integer", minimum: 0, maximum: 31622400000, description: "Deliver this many ms after the message is accepted (stored by the server). Not with deliverAt; 0 is at once." },
           },
           additionalProperties: false,
+        },
+        ScheduledMessage: {
+          type: "object",
+          properties: {
+            id: { type: "string" },
+            topic: { type: "string" },
+            due: { type: "string", format: "date-time", description: "When it is due, on the NATS server's clock." },
+            dueAt: { type: "integer", description: "The same, ms since epoch." },
+            to: { type: "string" },
+            createdAt: { type: "string", format: "date-time", description: "When it was accepted (the ingesting host's clock)." },
+            source: { type: "string" },
+            seq: { type: "integer", description: "Its sequence in the HERALD_SCHEDULED stream." },
+          },
         },
         Accepted: {
           type: "object",
@@ -100,7 +118,7 @@ export function openApiDocument(): object {
             keys: { type: "object", required: ["p256dh", "auth"], properties: { p256dh: { type: "string" }, auth: { type: "string" } } },
           },
         },
-        Status: { type: "object", description: "The cluster status: the same JSON as `herald status --json` (cluster, master, nodes, queue, exceptions, collectors, warnings)." },
+        Status: { type: "object", description: "The cluster status: the same JSON as `herald status --json` (cluster, master, nodes, queue, exceptions, scheduled, collectors, warnings)." },
       },
     },
     paths: {
@@ -270,6 +288,41 @@ export function openApiDocument(): object {
           summary: "Withdraw every stream token of the recipient (herald recipients token --revoke)",
           security: bearer,
           responses: { "200": json({ type: "object", properties: { revoked: { type: "integer" } } }, "How many were withdrawn."), "400": json(error, "Not a recipient id."), "401": json(error, "Missing or wrong bearer token."), "503": json(error, "NATS cannot take it now.") },
+        },
+      },
+      "/v1/scheduled": {
+        get: {
+          summary: "Scheduled messages not yet delivered, due first (herald scheduled list)",
+          security: bearer,
+          parameters: [
+            { name: "topic", in: "query", schema: { type: "string" } },
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000, default: 100 } },
+          ],
+          responses: {
+            "200": json({ type: "object", properties: { total: { type: "integer" }, scheduled: { type: "array", items: { $ref: "#/components/schemas/ScheduledMessage" } } } }, "The messages (at most limit) and how many there are."),
+            "400": json(error, "A bad limit."),
+            "401": json(error, "Missing or wrong bearer token."),
+            "404": json(error, "No such topic."),
+            "503": json(error, "NATS cannot be read now."),
+          },
+        },
+      },
+      "/v1/scheduled/{id}": {
+        parameters: [
+          { name: "id", in: "path", required: true, schema: { type: "string" } },
+          { name: "topic", in: "query", required: false, schema: { type: "string" }, description: "Needed only when the id is scheduled on several topics." },
+        ],
+        delete: {
+          summary: "Cancel a scheduled message (herald scheduled cancel)",
+          security: bearer,
+          responses: {
+            "200": json({ type: "object", properties: { cancelled: { $ref: "#/components/schemas/ScheduledMessage" } } }, "Cancelled: it will not be delivered."),
+            "400": json(error, "The id is scheduled on several topics: say which with ?topic=."),
+            "401": json(error, "Missing or wrong bearer token."),
+            "404": json(error, "No scheduled message with that id (or no such topic)."),
+            "409": json(error, "Too late: due within 1 s (on the server's clock), or already delivered."),
+            "503": json(error, "NATS cannot be read now."),
+          },
         },
       },
       "/v1/subscribe/{topic}": {

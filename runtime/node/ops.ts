@@ -152,11 +152,11 @@ export class NodeOps implements NodeHttpApp {
     }
   }
 
-  #readPipelineCounts(): Promise<{ queue: number; exceptions: number; dead: number } | undefined> {
+  #readPipelineCounts(): Promise<{ queue: number; exceptions: number; dead: number; scheduled: number } | undefined> {
     const nc = this.supervisor.connection();
     if (!nc) return Promise.resolve(undefined);
     return pipelineCounts(nc, this.config.subjectPrefix).then(
-      (c) => ({ queue: c.queue.pending, exceptions: c.exceptions.retrying, dead: c.exceptions.dead }),
+      (c) => ({ queue: c.queue.pending, exceptions: c.exceptions.retrying, dead: c.exceptions.dead, scheduled: c.scheduled.pending }),
       () => undefined,
     );
   }

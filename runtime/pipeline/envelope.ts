@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { decodeUntrusted, type DecodeBudgets } from "../codec/index.js";
 import type { TopicConfig } from "../config/index.js";
 import { MAX_FANOUT_CHANNELS } from "../config/topics.js";
+import { checkSchedule } from "./schedule.js";
 import type { Envelope, Source } from "./types.js";
 
 /**
@@ -66,7 +67,7 @@ const CHANNEL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 /** A caller's own id: also the JetStream dedup key (`Nats-Msg-Id`), so kept header- and subject-safe. */
 export const CALLER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-const FIELDS = ["topic", "to", "data", "id"];
+const FIELDS = ["topic", "to", "data", "id", "deliverAt", "delayMs"];
 /** Fields of the envelope Herald sets itself; named so the caller learns why they are refused. */
 const HERALD_FIELDS = new Set(["createdAt", "attempts", "source", "channels"]);
 /** Keys that could reach an object's prototype in naive code downstream (templates, merges). */
@@ -76,7 +77,8 @@ const MAX_LISTED_TOPICS = 10;
 /**
  * Decides whether `input` is an acceptable submission and, if so, builds its envelope: the
  * caller's `id` or a new ULID, `createdAt: now()`, `attempts: 0`. Accepted fields are `topic`,
- * `to`, `data` (a JSON object; absent means `{}`) and `id`; anything else is refused by name.
+ * `to`, `data` (a JSON object; absent means `{}`), `id`, and `deliverAt` or `delayMs` (scheduled
+ * delivery, see schedule.ts); anything else is refused by name.
  * Never throws: every problem comes back as a one-line `error`.
  */
 export function validateSubmission(input: unknown, ctx: SubmissionContext): SubmissionResult {
@@ -119,6 +121,9 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
     }
   }
 
+  const scheduled = checkSchedule(input.deliverAt, input.delayMs, ctx.now());
+  if (!scheduled.ok) return invalid(scheduled.error);
+
   const data = input.data === undefined ? {} : input.data;
   if (!isPlainObject(data)) return wrongType("data", "an object", data);
   const bad = checkJson(data, "data", 1, ctx.limits, { values: 0 });
@@ -137,6 +142,7 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
     createdAt: ctx.now(),
     source: ctx.source,
     attempts: 0,
+    ...scheduled.schedule,
   };
   return { ok: true, envelope };
 }
@@ -152,7 +158,7 @@ function check(input: unknown, ctx: SubmissionContext): SubmissionResult {
 export function envelopeProblem(value: unknown, subjectTopic: string, limits: DataLimits): string | undefined {
   try {
     if (!isPlainObject(value)) return `the envelope must be an object, got ${kind(value)}`;
-    const { id, topic, to, data, createdAt, source, attempts, channels } = value;
+    const { id, topic, to, data, createdAt, source, attempts, channels, deliverAt, delayMs } = value;
     if (typeof id !== "string" || !CALLER_ID.test(id)) return `"id" must be 1–128 characters of letters, digits, ".", "_", ":" or "-", got ${kind(id)}`;
     if (topic !== subjectTopic) return `"topic" is ${kind(topic)} but the envelope was queued on topic ${shown(subjectTopic)}`;
     if (to !== undefined && (typeof to !== "string" || to.length === 0 || to.length > MAX_TO_LENGTH || !wellFormed(to))) {
@@ -164,6 +170,8 @@ export function envelopeProblem(value: unknown, subjectTopic: string, limits: Da
     if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) return wrongTypeText("createdAt", "a number", createdAt);
     if (typeof source !== "string") return wrongTypeText("source", "a string", source);
     if (!Number.isInteger(attempts) || (attempts as number) < 0) return wrongTypeText("attempts", "an integer ≥ 0", attempts);
+    if (deliverAt !== undefined && (typeof deliverAt !== "number" || !Number.isFinite(deliverAt))) return wrongTypeText("deliverAt", "a number", deliverAt);
+    if (delayMs !== undefined && (!Number.isInteger(delayMs) || (delayMs as number) < 0)) return wrongTypeText("delayMs", "an integer ≥ 0", delayMs);
     if (channels !== undefined) return channelsProblem(channels);
     return undefined;
   } catch (err) {

@@ -25,6 +25,11 @@ import { LEGACY_CONSUMERS, RULES_DEFAULT_KEY, names, rulesKey, rateLimitKey } fr
 
 /** Poison marks outlive any redelivery cycle by far; older ones are stale (a recreated stream). */
 const POISON_MARK_MAX_AGE_MS = 86_400_000;
+/** Marks of released scheduled messages are kept a day, and at most this many. */
+const RELEASED_MAX_AGE_MS = 86_400_000;
+const RELEASED_MAX_MSGS = 100_000;
+/** A clock probe is read back at once; a minute is plenty. */
+const CLOCK_MAX_AGE_MS = 60_000;
 /** Every sub-queue actor of a topic holds up to maxHeld + maxInFlight un-acked; 64 actors is the config cap. */
 const MAX_ACTORS = 64;
 
@@ -55,6 +60,26 @@ export async function ensurePipeline(nc: NatsConnection, config: HeraldConfig, l
   await stream(n.dlqStream, n.dlqSubjects, RetentionPolicy.Limits, {
     max_age: dl.maxAge > 0 ? nanos(dl.maxAge) : 0,
     max_bytes: dl.maxBytes > 0 ? dl.maxBytes : -1,
+  });
+
+  // Scheduled delivery (runtime/scheduled/): messages wait here until due, kept until released or
+  // cancelled; marks of released ones a day, to tell "already released" from "unknown"; and the
+  // probes of the server's clock, each prober's latest for a minute.
+  await stream(n.scheduledStream, n.scheduledSubjects, RetentionPolicy.Limits, { allow_direct: true });
+  await stream(n.releasedStream, n.releasedSubjects, RetentionPolicy.Limits, {
+    discard: DiscardPolicy.Old,
+    max_age: nanos(RELEASED_MAX_AGE_MS),
+    max_msgs_per_subject: 1,
+    max_msgs: RELEASED_MAX_MSGS,
+    duplicate_window: nanos(Math.min(p.duplicateWindowMs, RELEASED_MAX_AGE_MS)),
+    allow_direct: true,
+  });
+  await stream(n.clockStream, n.clockSubjects, RetentionPolicy.Limits, {
+    discard: DiscardPolicy.Old,
+    max_age: nanos(CLOCK_MAX_AGE_MS),
+    max_msgs_per_subject: 1,
+    duplicate_window: nanos(1000),
+    allow_direct: true,
   });
 
   // Herald 0.1 had one unfiltered consumer per stream; a work-queue stream refuses filtered

@@ -9,11 +9,15 @@
  * | dead letters     | `HERALD_DLQ`         | `herald.dlq.<topic>`, `herald.dlq._unknown`, `herald.dlq._body.<topic>` | kept until replayed, purged or past `pipeline.deadLetters` limits |
  * | rules and pauses | KV `herald_rules`    | `default`, `topic.<T>`, `pause.all`, `pause.topic.<T>` | latest value |
  * | poison marks     | KV `herald_poison`   | `<stream>.<seq>`, `death.<node>.<actor>` | latest value, a day at most |
+ * | scheduled        | `HERALD_SCHEDULED`   | `herald.sched.<topic>`            | kept until released or cancelled |
+ * | released marks   | `HERALD_RELEASED`    | `herald.released.<topic>.<id>`    | a day, 100 000 at most        |
+ * | clock probes     | `HERALD_CLOCK`       | `herald.clock.<prober>`           | the latest per prober, a minute |
  *
  * Each configured topic has its own durable consumer on the queue (`subqueue-<topic>`) and on the
  * exception queue (`retry-<topic>`), so a paused, slow or backlogged topic never stands in front of
  * another topic's messages. Messages on subjects of no configured topic are swept into dead letters
  * by the master (see sweeper.ts). Topic names starting with "_" are reserved for the subjects above.
+ * Scheduled delivery's streams are read and written by runtime/scheduled/.
  */
 import type { DeadReason, Envelope } from "./types.js";
 

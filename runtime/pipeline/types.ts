@@ -25,6 +25,10 @@ export interface Envelope {
    * Set by Herald only: an exception entry names the channels it retries, a dead letter its channel.
    */
   channels?: string[];
+  /** Scheduled delivery: due at this time, ms since the epoch on the server's clock (pipeline/schedule.ts). */
+  deliverAt?: number;
+  /** Scheduled delivery: due this long after the server stored the message, ms. Never with `deliverAt`. */
+  delayMs?: number;
 }
 
 /** What a processor produces and a pusher delivers: rendered fields plus the envelope's identity. */

@@ -101,7 +101,7 @@ export async function collectorStatuses(
  * retention, so their message counts are exactly what is not yet done; a stream that does not
  * exist yet (cluster never started) counts 0.
  */
-export async function pipelineCounts(nc: NatsConnection, prefix: string): Promise<Pick<ClusterStatus, "queue" | "exceptions" | "warnings">> {
+export async function pipelineCounts(nc: NatsConnection, prefix: string): Promise<Pick<ClusterStatus, "queue" | "exceptions" | "scheduled" | "warnings">> {
   const p = names(prefix);
   const jsm = await jetstreamManager(nc);
   const read = async (stream: string) => {
@@ -113,10 +113,11 @@ export async function pipelineCounts(nc: NatsConnection, prefix: string): Promis
       throw new HeraldError("NATS", `cannot read stream ${stream}: ${errorText(err)}`);
     }
   };
-  const [queue, exceptions, dead] = await Promise.all([read(p.queueStream), read(p.exceptionStream), read(p.dlqStream)]);
+  const [queue, exceptions, dead, scheduled] = await Promise.all([read(p.queueStream), read(p.exceptionStream), read(p.dlqStream), read(p.scheduledStream)]);
   return {
     queue: { pending: queue.messages },
     exceptions: { retrying: exceptions.messages, dead: dead.messages },
+    scheduled: { pending: scheduled.messages },
     warnings: deadLetterWarnings(dead.bytes, dead.maxBytes),
   };
 }

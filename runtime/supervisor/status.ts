@@ -50,6 +50,8 @@ export interface ClusterStatus {
   nodes: NodeStatus[];
   queue: { pending: number };
   exceptions: { retrying: number; dead: number };
+  /** Scheduled messages not yet released (the `HERALD_SCHEDULED` stream's count). */
+  scheduled: { pending: number };
   /** Every configured collector, in config order. */
   collectors: CollectorStatus[];
   /** Endpoints whose circuit breaker is not closed (open, half-open, disabled). */
@@ -193,6 +195,7 @@ export function assembleStatus(input: StatusInputs): ClusterStatus {
     nodes,
     queue: { pending: 0 },
     exceptions: { retrying: 0, dead: 0 },
+    scheduled: { pending: 0 },
     collectors: [],
     warnings: [],
   };

@@ -19,6 +19,7 @@ import { monotonicNow } from "../platform/index.js";
 import { payloadRoomProblem } from "../pipeline/queue-io.js";
 import { ensurePipeline } from "../pipeline/setup.js";
 import { UnknownTopicSweeper } from "../pipeline/sweeper.js";
+import { Releaser } from "../scheduled/index.js";
 import { ActorHost } from "./actor-host.js";
 import { LivenessJudge, type Judgement } from "./liveness.js";
 import { leaseRequestTimeoutMs, MasterLease } from "./master-lease.js";
@@ -91,7 +92,8 @@ export class Supervisor {
     this.names = names(config.subjectPrefix);
     this.judge = new LivenessJudge(config.heartbeat.timeoutMs);
     this.stopped = new Promise((r) => (this.resolveStopped = r));
-    this.duties.push(this.collectorDuty(), this.sweeperDuty(), this.rateLimitDuty());
+    // The releaser first: scheduled messages due during a failover wait for it.
+    this.duties.push(this.releaserDuty(), this.collectorDuty(), this.sweeperDuty(), this.rateLimitDuty());
   }
 
   /** Adds work that runs only while this node is master. */
@@ -458,6 +460,23 @@ export class Supervisor {
       stop: async () => {
         await sweeper?.stop();
         sweeper = undefined;
+      },
+    };
+  }
+
+  /** Releases scheduled messages when they are due (runtime/scheduled/releaser.ts). */
+  private releaserDuty(): MasterDuty {
+    let releaser: Releaser | undefined;
+    return {
+      name: "scheduled releaser",
+      start: async () => {
+        releaser = new Releaser({ nc: this.nc, config: this.config, log: this.log.child("scheduled"), prober: `${this.node.name}-supervisor` });
+        await releaser.start();
+      },
+      stop: async () => {
+        const stopping = releaser;
+        releaser = undefined;
+        await stopping?.stop();
       },
     };
   }

@@ -1,12 +1,14 @@
 /**
  * `herald publish TOPIC`: submits one message through `<prefix>.submit` (the SOA interface), so it
  * goes through the same validation as every other ingest path and is durable when the id prints.
+ * `--at` and `--in` schedule it (`deliverAt`, `delayMs`).
  */
 import { errors } from "@nats-io/transport-node";
 import { decodeLenient } from "../../codec/index.js";
 import { errorText, HeraldError } from "../../errors.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { readJsonObject } from "../input.js";
+import { parseDeliverAt, parseDuration } from "../../pipeline/schedule.js";
 import { names } from "../../names.js";
 
 export interface PublishFlags extends CommonFlags {
@@ -14,6 +16,10 @@ export interface PublishFlags extends CommonFlags {
   file?: string;
   to?: string;
   id?: string;
+  /** Due time: ms since the epoch or an ISO 8601 time with an offset (`deliverAt`). */
+  at?: string;
+  /** Due after this long from acceptance (`delayMs`): `90s`, `5m`, `1500ms`, `2h`. */
+  in?: string;
 }
 
 /** How long ingest may take to make the message durable and answer, in ms. */
@@ -28,9 +34,10 @@ type SubmitReply = { ok: true; id: string; duplicate?: boolean } | { ok: false; 
 export async function publishCommand(topic: string | undefined, flags: PublishFlags): Promise<number> {
   if (!topic) throw new HeraldError("USAGE", 'herald publish needs a topic: herald publish TOPIC [--data JSON | --file F]');
   const data = await readJsonObject("--data", flags.data, flags.file);
+  const schedule = scheduleOf(flags);
   const loaded = await loadFromFlags(flags);
   const subject = names(loaded.config.subjectPrefix).submit;
-  const body = { topic, data, ...(flags.to === undefined ? {} : { to: flags.to }), ...(flags.id === undefined ? {} : { id: flags.id }) };
+  const body = { topic, data, ...(flags.to === undefined ? {} : { to: flags.to }), ...(flags.id === undefined ? {} : { id: flags.id }), ...schedule };
   const nc = await connectCli(accessFor(flags, loaded));
   try {
     let replyBytes: Uint8Array;
@@ -51,6 +58,22 @@ export async function publishCommand(topic: string | undefined, flags: PublishFl
   }
 }
 
+/** `--at` as `deliverAt` (all digits: ms since the epoch; else an ISO time), `--in` as `delayMs`. */
+function scheduleOf(flags: PublishFlags): { deliverAt?: number | string; delayMs?: number } {
+  if (flags.at !== undefined && flags.in !== undefined) throw new HeraldError("USAGE", "herald publish: give --at or --in, not both");
+  if (flags.at !== undefined) {
+    const at = /^\d+$/.test(flags.at) ? Number(flags.at) : flags.at;
+    const checked = parseDeliverAt(at);
+    if (!checked.ok) throw new HeraldError("USAGE", `--at: ${checked.error.replace(/^"deliverAt" /, "")}`);
+    return { deliverAt: at };
+  }
+  if (flags.in !== undefined) {
+    const d = parseDuration(flags.in);
+    if (!d.ok) throw new HeraldError("USAGE", `--in: ${d.error}`);
+    return { delayMs: d.ms };
+  }
+  return {};
+}
 
 /** No subscriber (503) or no answer in time: in both cases nobody is serving ingest. */
 function isNoAnswer(err: unknown): boolean {
