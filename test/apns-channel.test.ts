@@ -16,7 +16,7 @@ import type { ApnsTopicConfig } from "../runtime/config/schema.js";
 import type { Recipient } from "../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../runtime/pipeline/types.js";
 import { startFakeApns, type FakeApns } from "./helpers/apns.js";
-import { TestCluster, allRunning } from "./helpers/cluster.js";
+import { okCli, startRunning } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 import { makePki } from "./helpers/pki.js";
 
@@ -418,7 +418,7 @@ describe("apns channel", () => {
   });
 
   it("end to end: herald publish to a recipient arrives with the rendered alert on each device; a dead token leaves the registry; BadTopic is a dead letter", async () => {
-    const cluster = await TestCluster.start({
+    const cluster = await startRunning({
       nodes: 1,
       actors: { ingest: 1, subqueue: 1, processor: 1, pusher: 1 },
       extra: {
@@ -427,13 +427,7 @@ describe("apns channel", () => {
       },
     });
     try {
-      cluster.startAll();
-      await cluster.waitStatus("running", allRunning, 30_000);
-      const cli = async (...args: string[]) => {
-        const r = await cluster.cli([...args, "-c", cluster.configFile]);
-        expect(r.code, r.stderr).toBe(0);
-        return r.stdout;
-      };
+      const cli = okCli(cluster);
       await cli("recipients", "set", "ada", "--json", JSON.stringify({ apns: [OK, GONE] }));
       const before = apns.requests.length;
       const id = (await cli("publish", "ios", "--to", "ada", "--data", '{"name":"Ada","order":17}')).trim().split(/\s+/).at(-1)!;

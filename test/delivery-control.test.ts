@@ -9,10 +9,9 @@ import type { Msg } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LocalCluster, waitFor } from "../runtime/testing/index.js";
 import { TokenBuckets } from "../runtime/supervisor/rate-limiter.js";
+import { allRunning } from "./helpers/cluster.js";
 import { startWebhookServer, type WebhookServer } from "./helpers/webhook.js";
 
-const allRunning = (n: number) => (s: Awaited<ReturnType<LocalCluster["status"]>>) =>
-  s.nodes.length === n && s.nodes.every((x) => x.state === "alive" && x.actors.length > 0 && x.actors.every((a) => a.state === "running"));
 
 describe("token buckets (the master's side of a rate limit)", () => {
   test("a full bucket grants its burst at once, then refills at perSecond; a short grant says when to ask again", () => {
@@ -66,7 +65,7 @@ describe("a rate limit of 50/s on a topic served by four nodes", () => {
     }
     await cluster.nc.flush();
     cluster.startAll();
-    await cluster.waitStatus("four nodes running", allRunning(4), 60_000);
+    await cluster.waitStatus("four nodes running", (s) => s.nodes.length === 4 && allRunning(s), 60_000);
   }, 90_000);
 
   afterAll(async () => {
@@ -139,7 +138,7 @@ describe("circuit breakers", () => {
     cluster.nc.subscribe("herald.events.endpoint.>", { callback: (_e, m) => void events.push(m.json()) });
     await cluster.nc.flush();
     cluster.startAll();
-    await cluster.waitStatus("two nodes running", allRunning(2), 60_000);
+    await cluster.waitStatus("two nodes running", (s) => s.nodes.length === 2 && allRunning(s), 60_000);
   }, 90_000);
 
   afterAll(async () => {

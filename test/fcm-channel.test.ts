@@ -16,7 +16,7 @@ import type { FcmTopicConfig } from "../runtime/config/schema.js";
 import type { Recipient } from "../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../runtime/pipeline/types.js";
 import { SCOPE, startFakeGoogle, type FakeGoogle } from "./helpers/fcm.js";
-import { TestCluster, allRunning } from "./helpers/cluster.js";
+import { okCli, startRunning } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/nats.js";
 import { makePki } from "./helpers/pki.js";
 
@@ -378,7 +378,7 @@ describe("fcm channel", () => {
   });
 
   it("end to end: herald publish to a recipient arrives on each device; a dead token leaves the registry; INVALID_ARGUMENT is a dead letter", async () => {
-    const cluster = await TestCluster.start({
+    const cluster = await startRunning({
       nodes: 1,
       actors: { ingest: 1, subqueue: 1, processor: 1, pusher: 1 },
       extra: {
@@ -387,13 +387,7 @@ describe("fcm channel", () => {
       },
     });
     try {
-      cluster.startAll();
-      await cluster.waitStatus("running", allRunning, 30_000);
-      const cli = async (...args: string[]) => {
-        const r = await cluster.cli([...args, "-c", cluster.configFile]);
-        expect(r.code, r.stderr).toBe(0);
-        return r.stdout;
-      };
+      const cli = okCli(cluster);
       await cli("recipients", "set", "ada", "--json", JSON.stringify({ fcm: [OK, GONE] }));
       const before = google.sends.length;
       const id = (await cli("publish", "android", "--to", "ada", "--data", '{"name":"Ada","order":17}')).trim().split(/\s+/).at(-1)!;

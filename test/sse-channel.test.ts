@@ -13,6 +13,7 @@ import path from "node:path";
 import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LocalCluster, waitFor } from "../runtime/testing/index.js";
+import { allRunning, startRunning } from "./helpers/cluster.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const TOKEN = "sse-test-operator-token";
@@ -85,7 +86,7 @@ describe("the sse channel", () => {
   const ns = (r: Reader) => r.events.map((e) => e.data.data.n as number);
 
   beforeAll(async () => {
-    cluster = await LocalCluster.start({
+    cluster = await startRunning({
       nodes: 2,
       http: true,
       intervalMs: 200,
@@ -96,8 +97,6 @@ describe("the sse channel", () => {
         topics: { alerts: { channel: "sse", template: { title: "Alert {{n}}" }, retainMs: 600_000 } },
       },
     });
-    cluster.startAll();
-    await cluster.waitStatus("both nodes running", (s) => s.nodes.length === 2 && s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running")), 30_000);
     for (const n of cluster.config.nodes as { http: { port: number } }[]) base.push(`http://127.0.0.1:${n.http.port}`);
   });
 
@@ -241,7 +240,7 @@ async function restartWithOrigin(cluster: LocalCluster, origin: string): Promise
     await cluster.kill(n, "SIGTERM");
     cluster.startNode(n);
   }
-  await cluster.waitStatus("both nodes running again", (s) => s.nodes.length === 2 && s.nodes.every((n) => n.state === "alive" && n.actors.length > 0 && n.actors.every((a) => a.state === "running")), 30_000);
+  await cluster.waitStatus("both nodes running again", (s) => s.nodes.length === 2 && allRunning(s), 30_000);
 }
 
 /**
