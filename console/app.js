@@ -110,6 +110,7 @@ function Cluster({ status }) {
       <div class="count">queued <b id="queue-pending">${status.queue.pending}</b></div>
       <div class="count">retrying <b id="exceptions-retrying">${status.exceptions.retrying}</b></div>
       <div class="count">dead letters <b id="dead-count">${status.exceptions.dead}</b></div>
+      ${status.scheduled && html`<div class="count">scheduled <b id="scheduled-pending">${status.scheduled.pending}</b></div>`}
     </div>
     ${status.warnings.map((w) => html`<p class="warn">${w.message}</p>`)}
     ${(status.endpoints ?? []).map((e) => html`<p class=${e.state === "half-open" ? "warn" : "error"} data-endpoint=${e.endpoint}>endpoint ${e.state}: ${e.endpoint} (${e.topics.join(", ")}) since ${e.since}: ${e.reason}</p>`)}

@@ -83,6 +83,9 @@ describe("the web console in Chromium", () => {
     await page.getByRole("button", { name: "Sign in" }).click();
     for (const n of ["n1", "n2"]) await expect.poll(() => page.locator(`tr[data-node=${n}] [data-state]`).textContent(), { timeout: 15_000 }).toBe("alive");
     await expect.poll(() => page.locator("#master b").textContent()).toBe("n1");
+    // A message scheduled for later is counted as scheduled, live.
+    await api("POST", "/v1/messages", { topic: "demo", data: { name: "later" }, delayMs: 3_600_000 });
+    await expect.poll(() => page.locator("#scheduled-pending").textContent(), { timeout: 15_000 }).toBe("1");
     // Pushes show on the topic's chart as they happen: its points add up to the deliveries since it started.
     await expect.poll(async () => Number(await page.locator("[data-chart=demo]").getAttribute("data-points")), { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
     for (let i = 0; i < 10; i++) await api("POST", "/v1/messages", { topic: "demo", data: { name: `u${i}` } });
