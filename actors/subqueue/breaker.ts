@@ -49,6 +49,8 @@ export class Breakers {
   readonly #names: Names;
   /** Endpoint of each topic with a breaker. */
   readonly #endpointOf = new Map<string, string>();
+  /** The topics of each endpoint, in config order (the first one's breaker settings rule its timing). */
+  readonly #topicsOf = new Map<string, string[]>();
   readonly #seen = new Map<string, Seen>();
   /** Outcomes this actor saw per endpoint while closed: monotonic time and whether it failed. */
   readonly #window = new Map<string, { at: number; failed: boolean }[]>();
@@ -70,7 +72,12 @@ export class Breakers {
     private readonly onChange: () => void,
   ) {
     this.#names = names(config.subjectPrefix);
-    for (const [name, t] of Object.entries(config.topics)) if (t.breaker) this.#endpointOf.set(name, endpointOf(name, t));
+    for (const [name, t] of Object.entries(config.topics)) {
+      if (!t.breaker) continue;
+      const endpoint = endpointOf(name, t);
+      this.#endpointOf.set(name, endpoint);
+      this.#topicsOf.set(endpoint, [...(this.#topicsOf.get(endpoint) ?? []), name]);
+    }
   }
 
   get active(): boolean {
@@ -80,7 +87,7 @@ export class Breakers {
   async start(): Promise<void> {
     if (!this.active) return;
     this.#kv = await bindBucket(this.nc, this.#names.endpointsBucket);
-    this.#watch = watchKv(this.nc, this.#kv, ">", (e) => this.#apply(e.operation === "PUT" ? e.string() : undefined, e.key), this.log);
+    this.#watch = watchKv(this.nc, this.#kv, ">", (e) => this.#apply(e.operation === "PUT" ? e.string() : undefined), this.log);
     this.#timer = setInterval(() => void this.#tick(), TICK_MS);
   }
 
@@ -144,7 +151,7 @@ export class Breakers {
   /** Moves `from` → `to` by compare-and-set; the winner publishes the event and logs it. */
   async #transition(endpoint: string, topic: string, from: EndpointState, to: EndpointState, reason: string, opens: number, prober?: string): Promise<void> {
     if (!this.#kv) return;
-    const topics = [...this.#endpointOf].filter(([, e]) => e === endpoint).map(([t]) => t);
+    const topics = this.#topicsOf.get(endpoint) ?? [topic];
     const seenSince = this.#seen.get(endpoint)?.record.since;
     let written: EndpointRecord | undefined;
     try {
@@ -167,7 +174,7 @@ export class Breakers {
     this.#apply(JSON.stringify(written));
   }
 
-  #apply(text: string | undefined, _key?: string): void {
+  #apply(text: string | undefined): void {
     const record = text === undefined ? undefined : parseEndpoint(text);
     if (!record) return;
     const before = this.#seen.get(record.endpoint)?.record;
@@ -183,7 +190,7 @@ export class Breakers {
   async #tick(): Promise<void> {
     const now = this.clock.monotonic();
     for (const [endpoint, { record, at }] of this.#seen) {
-      const topic = [...this.#endpointOf].find(([, e]) => e === endpoint)?.[0];
+      const topic = this.#topicsOf.get(endpoint)?.[0];
       if (topic === undefined) continue;
       const cfg = this.config.topics[topic]!.breaker!;
       if (record.state === "open" && now - at >= cfg.openMs) {

@@ -1,4 +1,4 @@
-/** Reading what the user hands a command: a JSON object, inline or from a file. */
+/** Reading what the user hands a command: a JSON object, inline or from a file, and a --limit. */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { errorText, HeraldError } from "../errors.js";
@@ -40,4 +40,12 @@ function parseObject(text: string): Record<string, unknown> | string {
     return `got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value}`;
   }
   return value as Record<string, unknown>;
+}
+
+/** `--limit N`: an integer ≥ 1, or `dflt` when not given; a USAGE error otherwise. */
+export function parseLimit(text: string | undefined, dflt: number): number {
+  if (text === undefined) return dflt;
+  const limit = Number(text);
+  if (!Number.isInteger(limit) || limit < 1) throw new HeraldError("USAGE", `--limit must be an integer ≥ 1, got "${text}"`);
+  return limit;
 }

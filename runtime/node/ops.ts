@@ -16,7 +16,7 @@ import { NodeAdmin } from "./admin.js";
 import { SseHub } from "./sse-hub.js";
 import { names } from "../names.js";
 import { bindBucket } from "../nats/buckets.js";
-import { endpointOf, listEndpoints } from "../pipeline/endpoints.js";
+import { breakerStates, listEndpoints } from "../pipeline/endpoints.js";
 import type { NodeHttpApp, ReadyCheck } from "./http-server.js";
 
 /** An HTTP submission waits this long for the ingest actor's answer (it answers once durable), ms. */
@@ -140,13 +140,10 @@ export class NodeOps implements NodeHttpApp {
   /** Every breaker the config defines (closed unless the bucket says otherwise), with its state. */
   async #readEndpoints(): Promise<{ endpoint: string; state: string }[] | undefined> {
     const nc = this.supervisor.connection();
-    const withBreaker = Object.entries(this.config.topics).filter(([, t]) => t.breaker);
-    if (!nc || withBreaker.length === 0) return [];
+    if (!nc || !Object.values(this.config.topics).some((t) => t.breaker)) return [];
     try {
       const records = await listEndpoints(await bindBucket(nc, names(this.config.subjectPrefix).endpointsBucket));
-      const states = new Map(withBreaker.map(([n, t]) => [endpointOf(n, t), "closed"]));
-      for (const r of records) states.set(r.endpoint, r.state);
-      return [...states].map(([endpoint, state]) => ({ endpoint, state }));
+      return breakerStates(records, this.config.topics).map(({ endpoint, state }) => ({ endpoint, state }));
     } catch {
       return undefined;
     }

@@ -99,6 +99,25 @@ export async function changeEndpoint(kv: KV, endpoint: string, change: (old: End
 }
 
 /**
+ * Every breaker the config defines, with its stored record, or `closed` when no record says
+ * otherwise (a breaker that never opened has none); then any other stored endpoint.
+ */
+export function breakerStates(
+  records: readonly EndpointRecord[],
+  topics: Record<string, TopicConfig>,
+): (EndpointRecord | { endpoint: string; state: EndpointState; topics: string[] })[] {
+  const rows = new Map<string, EndpointRecord | { endpoint: string; state: EndpointState; topics: string[] }>(records.map((r) => [r.endpoint, r]));
+  for (const [name, t] of Object.entries(topics)) {
+    if (!t.breaker) continue;
+    const e = endpointOf(name, t);
+    const row = rows.get(e);
+    if (!row) rows.set(e, { endpoint: e, state: "closed", topics: [name] });
+    else if (!("since" in row) && !row.topics.includes(name)) row.topics.push(name);
+  }
+  return [...rows.values()].sort((a, b) => a.endpoint.localeCompare(b.endpoint));
+}
+
+/**
  * The endpoints `what` names: an endpoint as listed, or a topic (its endpoint). A USAGE error
  * lists what exists otherwise.
  */
@@ -106,6 +125,6 @@ export function resolveEndpoint(what: string, topics: Record<string, TopicConfig
   const topic = topics[what];
   if (topic) return endpointOf(what, topic);
   if (known.some((r) => r.endpoint === what)) return what;
-  const all = [...new Set([...known.map((r) => r.endpoint), ...Object.entries(topics).filter(([, t]) => t.breaker).map(([n, t]) => endpointOf(n, t))])];
+  const all = breakerStates(known, topics).map((r) => r.endpoint);
   throw new HeraldError("UNKNOWN_ID", `no endpoint or topic ${JSON.stringify(what)}${all.length ? `; endpoints: ${all.join(", ")}` : ""}`);
 }

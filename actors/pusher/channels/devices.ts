@@ -6,7 +6,7 @@
  * (email, webpush, apns, fcm) treats recipients the same way.
  */
 import { errorText } from "../../../runtime/errors.js";
-import type { Address, AddressKind, Recipient } from "../../../runtime/pipeline/recipients.js";
+import { addressKey, type Address, type AddressKind, type Recipient } from "../../../runtime/pipeline/recipients.js";
 import type { Outcome, PushMessage } from "../../../runtime/pipeline/types.js";
 
 /** What became of a push to one address: an {@link Outcome}, or `gone` when the provider says the address is dead. */
@@ -81,7 +81,7 @@ export async function pushToAddresses<K extends AddressKind>(msg: PushMessage, h
   let cleanup = "";
   if (gone.length > 0) {
     try {
-      removed = await registry.removeAddresses(to, kind, gone.map((a) => (typeof a === "string" ? a : a.endpoint)));
+      removed = await registry.removeAddresses(to, kind, gone.map(addressKey));
     } catch (err) {
       // Not worth a retry of the push: the next push that finds it dead removes it.
       cleanup = `; removing them from the registry failed: ${errorText(err)}`;

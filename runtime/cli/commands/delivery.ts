@@ -7,7 +7,7 @@
 import { errorText, HeraldError } from "../../errors.js";
 import { names } from "../../names.js";
 import { openClusterBucket } from "../../nats/buckets.js";
-import { changeEndpoint, endpointOf, listEndpoints, resolveEndpoint, type EndpointRecord, type EndpointState } from "../../pipeline/endpoints.js";
+import { breakerStates, changeEndpoint, endpointOf, listEndpoints, resolveEndpoint, type EndpointState } from "../../pipeline/endpoints.js";
 import { currentRateLimit, parseRateLimit, writeRateLimit } from "../../rules/store.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
 import { openRulesBucket, requireTopic } from "../rules-bucket.js";
@@ -57,14 +57,7 @@ export async function endpointsCommand(action: string | undefined, what: string 
     const kv = await openClusterBucket(nc, names(config.subjectPrefix).endpointsBucket, "endpoints");
     const known = await listEndpoints(kv);
     if (action === "list") {
-      // Every breaker the config defines, closed unless the bucket says otherwise.
-      const rows = new Map<string, EndpointRecord | { endpoint: string; state: EndpointState; topics: string[] }>(known.map((r) => [r.endpoint, r]));
-      for (const [name, t] of Object.entries(config.topics)) {
-        if (!t.breaker) continue;
-        const e = endpointOf(name, t);
-        if (!rows.has(e)) rows.set(e, { endpoint: e, state: "closed", topics: [name] });
-      }
-      const list = [...rows.values()].sort((a, b) => a.endpoint.localeCompare(b.endpoint));
+      const list = breakerStates(known, config.topics);
       if (flags.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       else if (list.length === 0) process.stdout.write("no endpoint has a breaker (topics.<name>.breaker)\n");
       else for (const r of list) process.stdout.write(`${r.state.padEnd(9)} ${r.endpoint}  topics ${r.topics.join(", ")}${"since" in r ? `  since ${r.since}: ${r.reason}` : ""}\n`);

@@ -8,6 +8,7 @@ import { HeraldError } from "../../errors.js";
 import { letterRow, letterScope, purgeLetters, readLetters, replayLetter, type LetterScope, type StoredLetter } from "../../pipeline/dead-letters.js";
 import type { DataLimits } from "../../pipeline/envelope.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
+import { parseLimit } from "../input.js";
 import { Progress } from "../progress.js";
 import { type Names, names } from "../../names.js";
 
@@ -37,7 +38,7 @@ export async function dlqCommand(action: string | undefined, ids: string[], flag
   if (flags.topic !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(flags.topic)) {
     throw new HeraldError("USAGE", `--topic must be a topic name (letters, digits, "_" or "-"), got "${flags.topic}"`);
   }
-  const limit = action === "list" ? parseLimit(flags.limit) : Infinity;
+  const limit = action === "list" ? parseLimit(flags.limit, DEFAULT_LIMIT) : Infinity;
   const loaded = await loadFromFlags(flags);
   const { config } = loaded;
   const n = names(config.subjectPrefix);
@@ -52,13 +53,6 @@ export async function dlqCommand(action: string | undefined, ids: string[], flag
   } finally {
     await nc.close();
   }
-}
-
-function parseLimit(text: string | undefined): number {
-  if (text === undefined) return DEFAULT_LIMIT;
-  const limit = Number(text);
-  if (!Number.isInteger(limit) || limit < 1) throw new HeraldError("USAGE", `--limit must be an integer ≥ 1, got "${text}"`);
-  return limit;
 }
 
 function list(letters: StoredLetter[], total: number, flags: DlqFlags): number {

@@ -5,6 +5,7 @@
 import { HeraldError } from "../../errors.js";
 import { cancelScheduled, listScheduled, scheduledRow, ServerClock, type ScheduledRow } from "../../scheduled/index.js";
 import { connectCli, loadFromFlags, accessFor, type CommonFlags } from "../context.js";
+import { parseLimit } from "../input.js";
 
 export interface ScheduledFlags extends CommonFlags {
   topic?: string;
@@ -24,7 +25,7 @@ export async function scheduledCommand(action: string | undefined, ids: string[]
   if (flags.topic !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(flags.topic)) {
     throw new HeraldError("USAGE", `--topic must be a topic name (letters, digits, "_" or "-"), got "${flags.topic}"`);
   }
-  const limit = parseLimit(flags.limit);
+  const limit = parseLimit(flags.limit, DEFAULT_LIMIT);
   const loaded = await loadFromFlags(flags);
   const { config } = loaded;
   const nc = await connectCli(accessFor(flags, loaded));
@@ -42,13 +43,6 @@ export async function scheduledCommand(action: string | undefined, ids: string[]
   } finally {
     await nc.close();
   }
-}
-
-function parseLimit(text: string | undefined): number {
-  if (text === undefined) return DEFAULT_LIMIT;
-  const limit = Number(text);
-  if (!Number.isInteger(limit) || limit < 1) throw new HeraldError("USAGE", `--limit must be an integer ≥ 1, got "${text}"`);
-  return limit;
 }
 
 function list(rows: ScheduledRow[], limit: number, flags: ScheduledFlags): void {
